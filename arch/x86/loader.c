@@ -1,0 +1,120 @@
+#include "arch/x86/loader.h"
+
+#include <elf.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "arch/x86/multiboot.h"
+
+#define MAX_IMAGE_SIZE (2ULL << 30)
+
+int x86_read_file(const char *path, uint8_t **data, size_t *size)
+{
+	struct stat st;
+	uint8_t *buf;
+	size_t done = 0;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		int e = S_ISDIR(st.st_mode) ? -EISDIR : -EINVAL;
+
+		close(fd);
+		return e;
+	}
+	if ((uint64_t)st.st_size > MAX_IMAGE_SIZE) {
+		close(fd);
+		return -EFBIG;
+	}
+	buf = malloc(st.st_size ? (size_t)st.st_size : 1);
+	if (!buf) {
+		close(fd);
+		return -ENOMEM;
+	}
+	while (done < (size_t)st.st_size) {
+		ssize_t n = read(fd, buf + done, (size_t)st.st_size - done);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			int e = n < 0 ? -errno : -EIO;
+
+			free(buf);
+			close(fd);
+			return e;
+		}
+		done += (size_t)n;
+	}
+	close(fd);
+	*data = buf;
+	*size = done;
+	return 0;
+}
+
+enum x86_kernel_format x86_kernel_detect(const uint8_t *image, size_t size)
+{
+	/* Linux boot protocol: "HdrS" at 0x202 (Documentation/arch/x86/boot.rst). */
+	if (size >= 0x206 && memcmp(image + 0x202, "HdrS", 4) == 0)
+		return X86_KERNEL_BZIMAGE;
+	if (multiboot_detect(image, size))
+		return X86_KERNEL_MULTIBOOT;
+	if (size >= EI_NIDENT && memcmp(image, ELFMAG, SELFMAG) == 0 &&
+	    image[EI_CLASS] == ELFCLASS64)
+		return X86_KERNEL_ELF64;
+	return X86_KERNEL_UNKNOWN;
+}
+
+int x86_load_kernel(struct guest_memory *mem, const struct vm_config *cfg,
+		    struct x86_boot_entry *entry, char *err, size_t errlen)
+{
+	uint8_t *image = NULL, *initrd = NULL;
+	size_t size = 0, initrd_size = 0;
+	char why[256] = "";
+	int rc;
+
+	rc = x86_read_file(cfg->kernel_path, &image, &size);
+	if (rc) {
+		snprintf(err, errlen, "kernel '%s': %s", cfg->kernel_path,
+			 strerror(-rc));
+		return rc;
+	}
+	if (cfg->initrd_path) {
+		rc = x86_read_file(cfg->initrd_path, &initrd, &initrd_size);
+		if (rc) {
+			snprintf(err, errlen, "initrd '%s': %s",
+				 cfg->initrd_path, strerror(-rc));
+			free(image);
+			return rc;
+		}
+	}
+
+	switch (x86_kernel_detect(image, size)) {
+	case X86_KERNEL_MULTIBOOT:
+		rc = multiboot_load(mem, image, size, initrd, initrd_size,
+				    cfg->initrd_path ? cfg->initrd_path : "",
+				    cfg->cmdline, entry, why, sizeof(why));
+		break;
+	case X86_KERNEL_BZIMAGE:
+	case X86_KERNEL_ELF64:
+		rc = -ENOTSUP;
+		snprintf(why, sizeof(why),
+			 "Linux kernels are not supported by this build yet");
+		break;
+	default:
+		rc = -ENOEXEC;
+		snprintf(why, sizeof(why),
+			 "unknown format (not a bzImage, vmlinux ELF or multiboot image)");
+		break;
+	}
+	if (rc)
+		snprintf(err, errlen, "kernel '%s': %s", cfg->kernel_path, why);
+	free(image);
+	free(initrd);
+	return rc;
+}

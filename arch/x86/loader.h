@@ -1,0 +1,29 @@
+/* Kernel loading for x86: read the image, recognise its format, hand it to
+ * the right boot protocol. */
+#ifndef KITE_ARCH_X86_LOADER_H
+#define KITE_ARCH_X86_LOADER_H
+
+#include <stddef.h>
+
+#include "arch/x86/boot.h"
+#include "vmm/config.h"
+#include "vmm/memory.h"
+
+enum x86_kernel_format {
+	X86_KERNEL_UNKNOWN,
+	X86_KERNEL_MULTIBOOT, /* ELF32 (or a.out kludge) with a multiboot header */
+	X86_KERNEL_BZIMAGE,   /* Linux boot protocol image ("HdrS") */
+	X86_KERNEL_ELF64,     /* vmlinux */
+};
+
+enum x86_kernel_format x86_kernel_detect(const uint8_t *image, size_t size);
+
+/* Load cfg->kernel_path (and initrd, command line) into |mem| and fill
+ * |entry|.  Returns 0 or -errno with "kernel 'PATH': reason" in |err|. */
+int x86_load_kernel(struct guest_memory *mem, const struct vm_config *cfg,
+		    struct x86_boot_entry *entry, char *err, size_t errlen);
+
+/* Read a whole file into a malloc'd buffer; -errno on failure. */
+int x86_read_file(const char *path, uint8_t **data, size_t *size);
+
+#endif

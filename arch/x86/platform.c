@@ -1,0 +1,106 @@
+#include "arch/x86/platform.h"
+
+#include <string.h>
+
+static void debug_exit_write(void *opaque, uint64_t offset, unsigned size,
+			     uint64_t value)
+{
+	struct x86_platform *p = opaque;
+
+	(void)offset;
+	(void)size;
+	p->ev.debug_exit(p->ev.opaque, (uint32_t)value);
+}
+
+static const struct bus_ops debug_exit_ops = { .write = debug_exit_write };
+
+/* i8042: no keyboard is attached.  Status reads 0 (output buffer empty,
+ * input buffer empty) so drivers find nothing to read; only the reset pulse
+ * command matters. */
+static void i8042_read(void *opaque, uint64_t offset, unsigned size,
+		       uint64_t *value)
+{
+	(void)opaque;
+	(void)offset;
+	(void)size;
+	*value = 0;
+}
+
+static void i8042_cmd_write(void *opaque, uint64_t offset, unsigned size,
+			    uint64_t value)
+{
+	struct x86_platform *p = opaque;
+
+	(void)offset;
+	(void)size;
+	p->i8042_cmd = (uint8_t)value;
+	if ((uint8_t)value == I8042_CMD_PULSE_RESET)
+		p->ev.reset(p->ev.opaque, "i8042 reset pulse");
+}
+
+static void ignore_write(void *opaque, uint64_t offset, unsigned size,
+			 uint64_t value);
+
+static const struct bus_ops i8042_data_ops = { .read = i8042_read,
+					       .write = ignore_write };
+static const struct bus_ops i8042_cmd_ops = { .read = i8042_read,
+					      .write = i8042_cmd_write };
+
+static void reset_ctrl_read(void *opaque, uint64_t offset, unsigned size,
+			    uint64_t *value)
+{
+	struct x86_platform *p = opaque;
+
+	(void)offset;
+	(void)size;
+	*value = p->reset_ctrl;
+}
+
+static void reset_ctrl_write(void *opaque, uint64_t offset, unsigned size,
+			     uint64_t value)
+{
+	struct x86_platform *p = opaque;
+
+	(void)offset;
+	(void)size;
+	p->reset_ctrl = (uint8_t)value & 0x0E;
+	if (value & RESET_CTRL_RESET)
+		p->ev.reset(p->ev.opaque, "reset control register 0xCF9");
+}
+
+static const struct bus_ops reset_ctrl_ops = { .read = reset_ctrl_read,
+					       .write = reset_ctrl_write };
+
+static void ignore_write(void *opaque, uint64_t offset, unsigned size,
+			 uint64_t value)
+{
+	(void)opaque;
+	(void)offset;
+	(void)size;
+	(void)value;
+}
+
+static const struct bus_ops post_ops = { .write = ignore_write };
+
+int x86_platform_init(struct x86_platform *p, struct bus *pio,
+		      const struct x86_platform_events *ev)
+{
+	int rc;
+
+	memset(p, 0, sizeof(*p));
+	p->ev = *ev;
+	rc = bus_register(pio, X86_DEBUG_EXIT_PORT, 4, &debug_exit_ops, p,
+			  "debug-exit");
+	if (!rc)
+		rc = bus_register(pio, X86_I8042_DATA_PORT, 1, &i8042_data_ops,
+				  p, "i8042-data");
+	if (!rc)
+		rc = bus_register(pio, X86_I8042_CMD_PORT, 1, &i8042_cmd_ops, p,
+				  "i8042-command");
+	if (!rc)
+		rc = bus_register(pio, X86_RESET_CTRL_PORT, 1, &reset_ctrl_ops,
+				  p, "reset-control");
+	if (!rc)
+		rc = bus_register(pio, X86_POST_PORT, 1, &post_ops, p, "post");
+	return rc;
+}

@@ -1,0 +1,35 @@
+/* vCPU threads: each runs KVM_RUN and dispatches its exits through the
+ * VM's buses.  A vCPU is stopped by kicking it out of KVM_RUN with a signal
+ * (and immediate_exit, so a kick that races with entry is not lost). */
+#ifndef KITE_VMM_VCPU_H
+#define KITE_VMM_VCPU_H
+
+#include <linux/kvm.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+
+struct vm;
+
+struct vcpu {
+	struct vm *vm;
+	unsigned id;
+	int fd;
+	struct kvm_run *run;
+	pthread_t thread;
+	bool started;
+	/* Exit counters, for benchmarks and `kite stat`. */
+	atomic_ulong nr_pio_exits, nr_mmio_exits, nr_other_exits;
+};
+
+int vcpu_create(struct vm *vm, unsigned id, struct vcpu **out);
+int vcpu_start(struct vcpu *vcpu);
+/* Make the vCPU leave KVM_RUN soon; safe from any thread. */
+void vcpu_kick(struct vcpu *vcpu);
+void vcpu_join(struct vcpu *vcpu);
+void vcpu_destroy(struct vcpu *vcpu);
+
+/* Install the kick signal handler; once per process, before vcpu_start. */
+int vcpu_signals_init(void);
+
+#endif
