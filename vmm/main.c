@@ -108,9 +108,7 @@ static int cmd_run(int argc, char **argv)
 			kite_error("%s", err);
 			vm_destroy(&vm);
 			/* Unreadable or malformed inputs are usage errors. */
-			return (strncmp(err, "kernel '", 8) == 0 ||
-				strncmp(err, "initrd '", 8) == 0)
-				       ? VM_EXIT_USAGE : VM_EXIT_FAILURE;
+			return vm.bad_input ? VM_EXIT_USAGE : VM_EXIT_FAILURE;
 		}
 		status = vm_run(&vm);
 		if (vm.stop_reason == VM_STOP_RESET &&

@@ -189,6 +189,12 @@ int vm_create(struct vm *vm, const struct vm_config *cfg, char *err,
 	if (vm->stop_fd < 0)
 		return vm_fail(err, errlen, -errno, "eventfd");
 
+	if (cfg->console == CONSOLE_VIRTIO) {
+		snprintf(err, errlen,
+			 "option '--console': the virtio console is not in this build yet");
+		vm->bad_input = true;
+		return -ENOTSUP;
+	}
 	rc = kvm_open(&vm->kvm_fd, err, errlen);
 	if (rc)
 		return rc;
@@ -241,8 +247,10 @@ int vm_create(struct vm *vm, const struct vm_config *cfg, char *err,
 		return rc;
 
 	rc = x86_load_kernel(&vm->mem, cfg, &entry, err, errlen);
-	if (rc)
+	if (rc) {
+		vm->bad_input = true;
 		return rc;
+	}
 
 	vm->vcpus = calloc(cfg->nr_vcpus, sizeof(*vm->vcpus));
 	if (!vm->vcpus)

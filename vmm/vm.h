@@ -56,6 +56,7 @@ struct vm {
 	enum vm_stop_reason stop_reason; /* first reason wins */
 	int exit_status;                 /* kite's exit status */
 	atomic_bool stopping;
+	bool bad_input;                  /* vm_create failed on a user input */
 };
 
 /* Build the VM; on failure returns -errno with a one-line reason naming
