@@ -20,6 +20,8 @@ struct vcpu {
 	bool started;
 	/* Exit counters, for benchmarks and `kite stat`. */
 	atomic_ulong nr_pio_exits, nr_mmio_exits, nr_other_exits;
+	/* Instructions KVM could not emulate and kite completed (PVM). */
+	atomic_ulong nr_emulated;
 };
 
 int vcpu_create(struct vm *vm, unsigned id, struct vcpu **out);

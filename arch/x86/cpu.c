@@ -7,6 +7,8 @@
 #include <string.h>
 #include <sys/ioctl.h>
 
+#include "arch/x86/emulate.h"
+#include "vmm/log.h"
 #include "vmm/vcpu.h"
 #include "vmm/vm.h"
 
@@ -147,6 +149,13 @@ bool x86_vcpu_handle_internal_error(struct vcpu *vcpu)
 	char msg[512];
 	int n;
 
+	{
+		char why[160] = "";
+
+		if (x86_emulate_complete(vcpu, why, sizeof(why)))
+			return true;
+		kite_info("vcpu%u: %s", vcpu->id, why);
+	}
 	memset(&regs, 0, sizeof(regs));
 	ioctl(vcpu->fd, KVM_GET_REGS, &regs);
 	n = snprintf(msg, sizeof(msg),
