@@ -28,6 +28,7 @@ KITE_LDFLAGS = -pthread -Wl,--as-needed -Wl,-O1 $(SAN_FLAGS)
 VMM_SRCS = \
 	vmm/bus.c \
 	vmm/cli.c \
+	vmm/console_watch.c \
 	vmm/kvm.c \
 	vmm/log.c \
 	vmm/memory.c \
@@ -38,14 +39,30 @@ VMM_SRCS = \
 
 # ---- arch/x86/ ---------------------------------------------------------------
 ARCH_SRCS = \
+	arch/x86/acpi.c \
+	arch/x86/aml.c \
 	arch/x86/cpu.c \
+	arch/x86/e820.c \
+	arch/x86/elf.c \
+	arch/x86/emulate.c \
+	arch/x86/kernel_unpack.c \
+	arch/x86/linux.c \
 	arch/x86/loader.c \
+	arch/x86/mptable.c \
 	arch/x86/multiboot.c \
 	arch/x86/platform.c \
+	arch/x86/pvm.c \
+	arch/x86/rtc.c \
+	arch/x86/pm.c \
 	arch/x86/serial8250.c
 
 # ---- virtio/ -------------------------------------------------------------------
-VIRTIO_SRCS =
+VIRTIO_SRCS = \
+	virtio/ccw.c \
+	virtio/core.c \
+	virtio/mmio.c \
+	virtio/rng.c \
+	virtio/virtq.c
 
 LIB_SRCS = $(VMM_SRCS) $(ARCH_SRCS) $(VIRTIO_SRCS)
 LIB_OBJS = $(LIB_SRCS:%.c=$(B)/%.o)
@@ -68,11 +85,24 @@ build-config.h: config.mk
 
 # ---- unit tests (Check): one binary per suite, tests/unit/test_NAME.c -------
 UNIT_TESTS = \
+	tests/unit/test_acpi \
 	tests/unit/test_bus \
 	tests/unit/test_cli \
+	tests/unit/test_console_watch \
+	tests/unit/test_linux_loader \
 	tests/unit/test_memory \
+	tests/unit/test_multiboot \
+	tests/unit/test_platform \
+	tests/unit/test_term \
 	tests/unit/test_serial8250 \
-	tests/unit/test_size
+	tests/unit/test_rtc \
+	tests/unit/test_size \
+	tests/unit/test_virtio_ccw \
+	tests/unit/test_virtio_core \
+	tests/unit/test_virtio_mmio \
+	tests/unit/test_virtio_packed \
+	tests/unit/test_virtio_rng \
+	tests/unit/test_virtio_split
 
 UNIT_BINS = $(UNIT_TESTS:%=$(B)/%)
 
@@ -80,7 +110,10 @@ $(B)/tests/unit/%.o: tests/unit/%.c build-config.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(KITE_CFLAGS) $(CHECK_CFLAGS) -c -o $@ $<
 
-$(B)/tests/unit/test_%: $(B)/tests/unit/test_%.o $(LIB)
+# Helpers shared by test suites (not part of kite itself).
+UNIT_HELPERS = $(B)/tests/unit/virtio_test_driver.o
+
+$(B)/tests/unit/test_%: $(B)/tests/unit/test_%.o $(UNIT_HELPERS) $(LIB)
 	$(CC) $(KITE_LDFLAGS) -o $@ $^ $(DEP_LIBS) $(CHECK_LIBS)
 
 check-unit: $(UNIT_BINS)
@@ -92,7 +125,7 @@ PAYLOAD_CFLAGS = -m32 -march=i686 -ffreestanding -fno-pic -fno-stack-protector \
 		 -Itests/guest
 PAYLOAD_LDFLAGS = -m32 -nostdlib -static -no-pie -Wl,--build-id=none \
 		  -Wl,-T,tests/guest/payload.ld
-PAYLOAD_NAMES = hello exit-verdict usermode smp
+PAYLOAD_NAMES = hello exit-verdict usermode smp pvm-quirks
 PAYLOADS = $(PAYLOAD_NAMES:%=$(B)/tests/guest/%.elf)
 PAYLOAD_COMMON = tests/guest/start.S tests/guest/lib.c
 
@@ -137,3 +170,29 @@ distclean: clean
 .SECONDARY:
 
 -include $(LIB_OBJS:.o=.d) $(B)/vmm/main.d $(UNIT_BINS:=.d)
+
+# ---- the test kernel with Kite's in-kernel agent (tests/guest-kernel/) -------
+# Cached by tools/build-guest-kernel itself; output under build/guest-kernel/.
+guest-kernel:
+	@tools/build-guest-kernel
+
+.PHONY: guest-kernel
+
+# virtio 1.2 device requirements, the unit test for each, and its result.
+conformance: $(filter %/test_virtio_core %/test_virtio_split %/test_virtio_packed %/test_virtio_mmio %/test_virtio_ccw %/test_virtio_rng,$(UNIT_BINS))
+	@tools/conformance tests/unit/conformance.tsv $(B)
+
+# ---- stock Linux kernels: initramfs and boot benchmark --------------------------
+# An initramfs for the newest installed cloud kernel (else the generic one);
+# INITRAMFS_KVER=VERSION picks another.  The init gives a shell.
+INITRAMFS_KVER ?= $(shell ls -1 /boot/vmlinuz-*-cloud-amd64 /boot/vmlinuz-*-amd64 2>/dev/null | sort -V | sed 's|.*/vmlinuz-||' | awk '/-cloud-/ { c = $$0 } { g = $$0 } END { print (c != "" ? c : g) }')
+
+initramfs:
+	@test -n "$(INITRAMFS_KVER)" || { echo "no kernel in /boot: set INITRAMFS_KVER" >&2; exit 1; }
+	tools/mkinitramfs -k $(INITRAMFS_KVER) -o $(B)/initramfs-$(INITRAMFS_KVER).cpio.gz
+
+# Time to /init of both stock kernels; 10+ minutes per boot on a PVM host.
+bench-linux: kite
+	@tests/bench/boot-linux.sh ./kite
+
+.PHONY: initramfs bench-linux

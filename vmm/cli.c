@@ -19,6 +19,7 @@ enum {
 	OPT_SERIAL,
 	OPT_HUGETLB,
 	OPT_REBOOT,
+	OPT_BOOT,
 };
 
 static const struct option run_options[] = {
@@ -33,6 +34,7 @@ static const struct option run_options[] = {
 	{ "serial", required_argument, NULL, OPT_SERIAL },
 	{ "hugetlb", required_argument, NULL, OPT_HUGETLB },
 	{ "reboot", required_argument, NULL, OPT_REBOOT },
+	{ "boot", required_argument, NULL, OPT_BOOT },
 	{ "verbose", no_argument, NULL, 'v' },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
@@ -53,6 +55,7 @@ void cli_run_usage(void *out)
 	      "      --serial N        number of 8250 ports, COM1..COMN (1-4)\n"
 	      "      --hugetlb DIR     back guest RAM with a file in hugetlbfs DIR\n"
 	      "      --reboot ACTION   on guest reset: exit (default) or restart\n"
+	      "      --boot PROTOCOL   Linux entry: linux64 (default), pvh, bzimage64\n"
 	      "  -v, --verbose         say what kite is doing\n"
 	      "  -h, --help            show this help\n\n"
 	      "Press Ctrl-A x to quit.  See kite-run(1).\n",
@@ -166,6 +169,18 @@ enum cli_result cli_parse_run(int argc, char **argv, struct vm_config *cfg,
 					    "option '--reboot': unknown action '%s' (exit, restart)",
 					    optarg);
 			break;
+		case OPT_BOOT:
+			if (strcmp(optarg, "linux64") == 0)
+				cfg->boot = BOOT_LINUX64;
+			else if (strcmp(optarg, "pvh") == 0)
+				cfg->boot = BOOT_PVH;
+			else if (strcmp(optarg, "bzimage64") == 0)
+				cfg->boot = BOOT_BZIMAGE64;
+			else
+				return fail(err, errlen,
+					    "option '--boot': unknown protocol '%s' (linux64, pvh, bzimage64)",
+					    optarg);
+			break;
 		case 'v':
 			kite_verbose = 1;
 			break;
@@ -175,6 +190,14 @@ enum cli_result cli_parse_run(int argc, char **argv, struct vm_config *cfg,
 			return fail(err, errlen, "option '%s' needs a value",
 				    argv[optind - 1]);
 		default:
+			/* An unknown short option inside a cluster ("-xv")
+			 * leaves optind on its own element, so argv[optind-1]
+			 * would name the previous argument; getopt puts the
+			 * character in optopt (0 for a bad long option). */
+			if (optopt > 0 && optopt < 0x80 &&
+			    !strchr("kipmcnvh", optopt))
+				return fail(err, errlen, "unknown option '-%c'",
+					    optopt);
 			return fail(err, errlen, "unknown option '%s'",
 				    argv[optind - 1]);
 		}

@@ -20,6 +20,13 @@ enum reboot_action {
 	REBOOT_RESTART,   /* a guest reset restarts the VM */
 };
 
+enum boot_protocol {
+	BOOT_AUTO,        /* by image: multiboot, or Linux 64-bit boot */
+	BOOT_LINUX64,     /* Linux: host-unpacked vmlinux, 64-bit entry */
+	BOOT_PVH,         /* Linux: host-unpacked vmlinux, PVH entry */
+	BOOT_BZIMAGE64,   /* Linux: bzImage as is, guest decompresses */
+};
+
 struct vm_config {
 	const char *kernel_path;   /* -k: kernel image (required) */
 	const char *initrd_path;   /* -i: initrd / multiboot module, or NULL */
@@ -31,6 +38,7 @@ struct vm_config {
 	unsigned nr_serial;        /* --serial N: COM1..COMN present (1..4) */
 	const char *hugetlb_dir;   /* --hugetlb DIR, or NULL */
 	enum reboot_action reboot; /* --reboot=exit|restart */
+	enum boot_protocol boot;   /* --boot */
 };
 
 #endif

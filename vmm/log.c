@@ -2,10 +2,28 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <time.h>
 
 #include "vmm/term.h"
 
 int kite_verbose;
+
+static struct timespec start_time;
+
+/* Runs before main(): the closest cheap mark to exec. */
+__attribute__((constructor)) static void record_start_time(void)
+{
+	clock_gettime(CLOCK_MONOTONIC, &start_time);
+}
+
+double kite_uptime(void)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (double)(now.tv_sec - start_time.tv_sec) +
+	       (double)(now.tv_nsec - start_time.tv_nsec) / 1e9;
+}
 
 static void vprint(const char *prefix, const char *fmt, va_list ap)
 {

@@ -12,4 +12,7 @@ void kite_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 extern int kite_verbose;
 
+/* Seconds since kite was exec'd (measured from before main()). */
+double kite_uptime(void);
+
 #endif

@@ -17,10 +17,16 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include "arch/x86/acpi.h"
 #include "arch/x86/cpu.h"
 #include "arch/x86/loader.h"
+#include "arch/x86/mptable.h"
 #include "arch/x86/platform.h"
+#include "arch/x86/pm.h"
+#include "arch/x86/pvm.h"
+#include "arch/x86/rtc.h"
 #include "arch/x86/serial8250.h"
+#include "vmm/console_watch.h"
 #include "vmm/kvm.h"
 #include "vmm/log.h"
 #include "vmm/term.h"
@@ -43,7 +49,47 @@ struct serial_port {
 	struct vm *vm;
 	unsigned irq;
 	int out_fd; /* -1: output discarded */
+	struct console_watch watch; /* COM1 only: kernel messages kite acts on */
+	bool watched;
 };
+
+static void console_event(struct vm *vm, enum console_event ev,
+			  const char *line)
+{
+	char msg[640];
+
+	switch (ev) {
+	case CONSOLE_EVENT_INIT_STARTED:
+		vm->reached_init = true;
+		kite_info("guest reached /init after %.3f s", kite_uptime());
+		break;
+	case CONSOLE_EVENT_INIT_KILLED:
+		vm->panic_pending = true;
+		if (vm->pvm_profile)
+			snprintf(msg, sizeof(msg),
+				 "the guest's init died (%s): on this PVM host guest user "
+				 "mode cannot make system calls (a syscall from user mode "
+				 "lands at LSTAR without entering kernel mode), so no Linux "
+				 "user space can run here; the kernel booted as far as "
+				 "/init%s", line,
+				 vm->reached_init ? "" : " (no 'Run /init' line was seen)");
+		else
+			snprintf(msg, sizeof(msg), "the guest's init died: %s", line);
+		kite_error("%s", msg);
+		break;
+	case CONSOLE_EVENT_PANIC:
+		vm->panic_pending = true;
+		kite_error("guest kernel panic: %s", line);
+		break;
+	case CONSOLE_EVENT_PANIC_END:
+		/* The panic report is complete: end the VM rather than leave
+		 * the guest spinning (Linux's default is panic=0). */
+		vm_request_stop(vm, VM_STOP_PANIC, VM_EXIT_GUEST_PANIC, NULL);
+		break;
+	default:
+		break;
+	}
+}
 
 static int vm_fail(char *err, size_t errlen, int rc, const char *what)
 {
@@ -95,6 +141,12 @@ static void serial_transmit(void *opaque, uint8_t byte)
 			n = write(sp->out_fd, &byte, 1);
 		while (n < 0 && errno == EINTR);
 	}
+	if (sp->watched) {
+		enum console_event ev = console_watch_feed(&sp->watch, (char)byte);
+
+		if (ev != CONSOLE_EVENT_NONE)
+			console_event(sp->vm, ev, console_watch_line(&sp->watch));
+	}
 }
 
 static void serial_set_irq(void *opaque, int level)
@@ -117,6 +169,12 @@ static void platform_debug_exit(void *opaque, uint32_t value)
 			kite_verbose ? msg : NULL);
 }
 
+static void platform_boot_marker(void *opaque, uint8_t value)
+{
+	(void)opaque;
+	kite_info("boot marker %u at %.3f s after exec", value, kite_uptime());
+}
+
 static void platform_reset(void *opaque, const char *source)
 {
 	struct vm *vm = opaque;
@@ -124,6 +182,65 @@ static void platform_reset(void *opaque, const char *source)
 
 	snprintf(msg, sizeof(msg), "guest reset (%s)", source);
 	vm_request_stop(vm, VM_STOP_RESET, VM_EXIT_OK, msg);
+}
+
+static void pm_on_sleep(void *opaque, unsigned slp_typ)
+{
+	struct vm *vm = opaque;
+	char msg[64];
+
+	if (slp_typ == PM_SLP_TYP_S5) {
+		vm_request_stop(vm, VM_STOP_POWEROFF, VM_EXIT_OK,
+				kite_verbose ? "guest powered off" : NULL);
+		return;
+	}
+	/* Only \_S5 is offered in the DSDT; anything else is a guest bug. */
+	snprintf(msg, sizeof(msg), "guest asked for unknown sleep type %u",
+		 slp_typ);
+	vm_request_stop(vm, VM_STOP_ERROR, VM_EXIT_FAILURE, msg);
+}
+
+static void pm_set_sci(void *opaque, bool level)
+{
+	struct vm *vm = opaque;
+
+	vm_irq_line(vm, PM_SCI_IRQ, level);
+}
+
+/* ACPI and MP tables plus the PM block they describe. */
+static int setup_firmware(struct vm *vm, uint64_t *rsdp, char *err,
+			  size_t errlen)
+{
+	struct acpi_platform ap;
+	struct mptable_platform mp = { .nr_cpus = vm->cfg->nr_vcpus,
+				       .sci_irq = PM_SCI_IRQ, .pci = false };
+	int rc;
+
+	vm->pm = calloc(1, sizeof(*vm->pm));
+	if (!vm->pm)
+		return vm_fail(err, errlen, -ENOMEM, "power management");
+	rc = pm_init(vm->pm, &vm->pio, PM_EVT_PORT, PM_CNT_PORT, PM_TMR_PORT,
+		     &(struct pm_ops){ .on_sleep = pm_on_sleep,
+				       .set_sci = pm_set_sci }, vm);
+	if (rc) {
+		free(vm->pm);
+		vm->pm = NULL;
+		return vm_fail(err, errlen, rc, "ACPI PM block");
+	}
+
+	acpi_platform_defaults(&ap, vm->cfg->nr_vcpus);
+	/* No PCI host bridge yet: no PCI0, no MCFG. */
+	ap.ecam_base = 0;
+	for (unsigned i = 0; i < 4; i++)
+		ap.com[i] = i < vm->cfg->nr_serial;
+	rc = acpi_build(&vm->mem, ACPI_TABLES_GPA, ACPI_TABLES_SIZE, &ap, rsdp);
+	if (rc)
+		return vm_fail(err, errlen, rc, "ACPI tables");
+	rc = mptable_build(&vm->mem, MPTABLE_FP_GPA, MPTABLE_GPA, MPTABLE_SIZE,
+			   &mp);
+	if (rc)
+		return vm_fail(err, errlen, rc, "MP table");
+	return 0;
 }
 
 static int setup_memory(struct vm *vm, char *err, size_t errlen)
@@ -162,6 +279,7 @@ static int setup_serial(struct vm *vm, char *err, size_t errlen)
 		 * have no host backend yet and drop their output. */
 		sp->out_fd = (i == 0 && vm->cfg->console == CONSOLE_SERIAL)
 				     ? STDOUT_FILENO : -1;
+		sp->watched = i == 0;
 		serial8250_init(&sp->uart, serial_transmit, serial_set_irq, sp);
 		vm->serial[i] = sp;
 		rc = bus_register(&vm->pio, com_ports[i].port, 8,
@@ -239,17 +357,49 @@ int vm_create(struct vm *vm, const struct vm_config *cfg, char *err,
 			       &(struct x86_platform_events){
 				       .debug_exit = platform_debug_exit,
 				       .reset = platform_reset,
+				       .boot_marker = platform_boot_marker,
 				       .opaque = vm });
 	if (rc)
 		return vm_fail(err, errlen, rc, "platform devices");
 	rc = setup_serial(vm, err, errlen);
 	if (rc)
 		return rc;
+	vm->rtc = calloc(1, sizeof(*vm->rtc));
+	if (!vm->rtc)
+		return vm_fail(err, errlen, -ENOMEM, "rtc");
+	rtc_init(vm->rtc, vm->mem.regions[0].size,
+		 vm->mem.nr_regions > 1 ? vm->mem.regions[1].size : 0, NULL);
+	rc = bus_register(&vm->pio, RTC_INDEX_PORT, 2, &rtc_bus_ops, vm->rtc,
+			  "cmos-rtc");
+	if (rc)
+		return vm_fail(err, errlen, rc, "rtc registration");
 
-	rc = x86_load_kernel(&vm->mem, cfg, &entry, err, errlen);
-	if (rc) {
-		vm->bad_input = true;
-		return rc;
+	{
+		struct x86_load_context ctx = { .pvm_profile = false };
+		enum x86_kernel_format format = X86_KERNEL_UNKNOWN;
+
+		rc = setup_firmware(vm, &ctx.rsdp_gpa, err, errlen);
+		if (rc)
+			return rc;
+		/* The PVM profile concerns Linux guests; decided once the
+		 * image is recognised. */
+		ctx.pvm_profile = pvm_host_detected();
+		rc = x86_load_kernel(&vm->mem, cfg, &ctx, &entry,
+				     &format, err, errlen);
+		vm->kernel_format = format;
+		if (rc) {
+			vm->bad_input = rc != -ENOMEM && rc != -EFAULT;
+			return rc;
+		}
+		vm->pvm_profile = ctx.pvm_profile &&
+				  (vm->kernel_format == X86_KERNEL_BZIMAGE ||
+				   vm->kernel_format == X86_KERNEL_ELF64);
+		if (vm->pvm_profile)
+			kite_error("note: PVM host (kvm_pvm): guest kernel code runs emulated; "
+				   "kite hides CPU features the emulator refuses (CX16, POPCNT, "
+				   "XSAVE/AVX, SSSE3, SMAP, FSGSBASE, RDTSCP, ERMS/FSRM), adds "
+				   "'%s' to the kernel command line and completes int3, int n, "
+				   "fences and ldmxcsr/stmxcsr itself", pvm_kernel_params);
 	}
 
 	vm->vcpus = calloc(cfg->nr_vcpus, sizeof(*vm->vcpus));
@@ -397,6 +547,17 @@ int vm_run(struct vm *vm)
 	}
 	term_restore();
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	{
+		unsigned long pio = 0, mmio = 0, emulated = 0;
+
+		for (unsigned i = 0; i < vm->nr_vcpus; i++) {
+			pio += atomic_load(&vm->vcpus[i]->nr_pio_exits);
+			mmio += atomic_load(&vm->vcpus[i]->nr_mmio_exits);
+			emulated += atomic_load(&vm->vcpus[i]->nr_emulated);
+		}
+		kite_info("exits: pio=%lu mmio=%lu emulated=%lu; ran %.3f s",
+			  pio, mmio, emulated, kite_uptime());
+	}
 	return vm->exit_status;
 }
 
@@ -416,6 +577,16 @@ void vm_destroy(struct vm *vm)
 	}
 	free(vm->platform);
 	vm->platform = NULL;
+	if (vm->pm) {
+		pm_destroy(vm->pm);
+		free(vm->pm);
+		vm->pm = NULL;
+	}
+	if (vm->rtc) {
+		rtc_destroy(vm->rtc);
+		free(vm->rtc);
+		vm->rtc = NULL;
+	}
 	guest_memory_destroy(&vm->mem);
 	bus_destroy(&vm->pio);
 	bus_destroy(&vm->mmio);

@@ -24,8 +24,11 @@ struct vcpu;
 #define VM_EXIT_USAGE         2 /* bad option, value or input file */
 #define VM_EXIT_FAILURE       4 /* KVM error, unhandled exit, emulation failure */
 #define VM_EXIT_TRIPLE_FAULT  6 /* the guest CPU reset itself by a triple fault */
+#define VM_EXIT_GUEST_PANIC   8 /* the guest kernel panicked (seen on its console) */
 struct serial_port;
 struct x86_platform;
+struct rtc;
+struct pm_device;
 
 /* Why the VM stopped; decides kite's exit status (see kite-run(1)). */
 enum vm_stop_reason {
@@ -35,6 +38,7 @@ enum vm_stop_reason {
 	VM_STOP_RESET,       /* guest reset (i8042, 0xCF9, triple fault) */
 	VM_STOP_USER,        /* Ctrl-A x, SIGINT/SIGTERM */
 	VM_STOP_ERROR,       /* internal or emulation error */
+	VM_STOP_PANIC,       /* guest kernel panic on the console */
 };
 
 struct vm {
@@ -50,6 +54,12 @@ struct vm {
 
 	struct serial_port *serial[VM_CONFIG_MAX_SERIAL];
 	struct x86_platform *platform;
+	struct rtc *rtc;
+	struct pm_device *pm;
+	int kernel_format;               /* enum x86_kernel_format */
+	bool pvm_profile;                /* Linux guest on a PVM host */
+	bool reached_init;               /* console said "Run /init" */
+	bool panic_pending;              /* console said "Kernel panic" */
 
 	pthread_mutex_t stop_lock;
 	int stop_fd;                     /* eventfd: wakes the event loop */

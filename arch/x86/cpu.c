@@ -8,6 +8,7 @@
 #include <sys/ioctl.h>
 
 #include "arch/x86/emulate.h"
+#include "arch/x86/pvm.h"
 #include "vmm/log.h"
 #include "vmm/vcpu.h"
 #include "vmm/vm.h"
@@ -74,6 +75,8 @@ int x86_vcpu_set_cpuid(struct vm *vm, struct vcpu *vcpu)
 			break;
 		}
 	}
+	if (vm->pvm_profile)
+		pvm_mask_cpuid(c);
 	if (ioctl(vcpu->fd, KVM_SET_CPUID2, c) < 0)
 		rc = -errno;
 out:

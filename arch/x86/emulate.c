@@ -260,13 +260,41 @@ static int linear_to_host(struct vcpu *v, uint64_t linear, unsigned len,
 	struct kvm_translation t = { .linear_address = linear };
 
 	if ((linear & 0xFFF) + len > 0x1000)
-		return -EFAULT; /* an aligned m32 never splits; refuse */
+		return -EFAULT; /* callers split at page boundaries */
 	if (ioctl(v->fd, KVM_TRANSLATE, &t) < 0)
 		return -errno;
 	if (!t.valid || (write && !t.writeable))
 		return -EFAULT;
 	return guest_memory_translate(&v->vm->mem, t.physical_address, len,
 				      hva);
+}
+
+/* Copy between guest-linear memory and |buf|, page by page, so that stack
+ * frames and operands may cross a page boundary. */
+static int linear_copy(struct vcpu *v, uint64_t linear, void *buf,
+		       unsigned len, bool write)
+{
+	uint8_t *b = buf;
+
+	while (len) {
+		unsigned chunk = 0x1000 - (unsigned)(linear & 0xFFF);
+		void *p;
+		int rc;
+
+		if (chunk > len)
+			chunk = len;
+		rc = linear_to_host(v, linear, chunk, write, &p);
+		if (rc)
+			return rc;
+		if (write)
+			memcpy(p, b, chunk);
+		else
+			memcpy(b, p, chunk);
+		linear += chunk;
+		b += chunk;
+		len -= chunk;
+	}
+	return 0;
 }
 
 static int inject_event(struct vcpu *v, const struct x86_insn *insn)
@@ -301,21 +329,17 @@ static int do_mxcsr(struct vcpu *v, const struct x86_insn *insn)
 {
 	struct kvm_xsave xs;
 	uint32_t val;
-	void *p;
 	int rc;
 
 	if (ioctl(v->fd, KVM_GET_XSAVE, &xs) < 0)
 		return -errno;
-	rc = linear_to_host(v, insn->mem_linear, 4,
-			    insn->kind == X86_INSN_STMXCSR, &p);
-	if (rc)
-		return rc;
 	if (insn->kind == X86_INSN_STMXCSR) {
 		memcpy(&val, (uint8_t *)xs.region + XSAVE_MXCSR_OFFSET, 4);
-		memcpy(p, &val, 4);
-		return 0;
+		return linear_copy(v, insn->mem_linear, &val, 4, true);
 	}
-	memcpy(&val, p, 4);
+	rc = linear_copy(v, insn->mem_linear, &val, 4, false);
+	if (rc)
+		return rc;
 	if (val & ~MXCSR_VALID_BITS)
 		return -EINVAL; /* the CPU would raise #GP */
 	memcpy((uint8_t *)xs.region + XSAVE_MXCSR_OFFSET, &val, 4);
@@ -329,7 +353,6 @@ static int load_descriptor(struct vcpu *v, const struct kvm_sregs *s,
 			   uint16_t sel, struct kvm_segment *seg)
 {
 	uint64_t desc;
-	void *p;
 	int rc;
 
 	memset(seg, 0, sizeof(*seg));
@@ -342,10 +365,9 @@ static int load_descriptor(struct vcpu *v, const struct kvm_sregs *s,
 		return -ENOTSUP; /* LDT selectors: not used by our guests */
 	if ((uint32_t)(sel & ~7U) + 7 > s->gdt.limit)
 		return -EFAULT;
-	rc = linear_to_host(v, s->gdt.base + (sel & ~7U), 8, false, &p);
+	rc = linear_copy(v, s->gdt.base + (sel & ~7U), &desc, 8, false);
 	if (rc)
 		return rc;
-	memcpy(&desc, p, 8);
 	seg->base = ((desc >> 16) & 0xFFFFFF) | (((desc >> 56) & 0xFF) << 24);
 	seg->limit = (uint32_t)((desc & 0xFFFF) | (((desc >> 48) & 0xF) << 16));
 	seg->type = (desc >> 40) & 0xF;
@@ -373,23 +395,20 @@ static int do_iret32(struct vcpu *v, struct kvm_regs *regs,
 	uint64_t sp = s->ss.base + (regs->rsp & 0xFFFFFFFFULL);
 	const uint64_t keep = (1ULL << 17) | (1ULL << 19) | (1ULL << 20);
 	uint64_t mask;
-	void *p;
 	int rc;
 
 	if (regs->rflags & (1ULL << 14))
 		return -ENOTSUP; /* NT: task return */
-	rc = linear_to_host(v, sp, 12, false, &p);
+	rc = linear_copy(v, sp, frame, 12, false);
 	if (rc)
 		return rc;
-	memcpy(frame, p, 12);
 	rpl = frame[1] & 3;
 	if (rpl < cpl)
 		return -EFAULT; /* would be #GP */
 	if (rpl > cpl) {
-		rc = linear_to_host(v, sp + 12, 8, false, &p);
+		rc = linear_copy(v, sp + 12, &frame[3], 8, false);
 		if (rc)
 			return rc;
-		memcpy(&frame[3], p, 8);
 	}
 	rc = load_descriptor(v, s, (uint16_t)frame[1], &s->cs);
 	if (rc)

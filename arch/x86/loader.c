@@ -9,7 +9,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "arch/x86/linux.h"
 #include "arch/x86/multiboot.h"
+#include "arch/x86/pvm.h"
+#include "vmm/log.h"
 
 #define MAX_IMAGE_SIZE (2ULL << 30)
 
@@ -70,8 +73,56 @@ enum x86_kernel_format x86_kernel_detect(const uint8_t *image, size_t size)
 	return X86_KERNEL_UNKNOWN;
 }
 
+static int load_linux(struct guest_memory *mem, const struct vm_config *cfg,
+		      const struct x86_load_context *ctx,
+		      struct x86_boot_entry *entry, char *err, size_t errlen)
+{
+	static const enum x86_linux_boot protocols[] = {
+		[BOOT_AUTO] = X86_LINUX_BOOT_AUTO,
+		[BOOT_LINUX64] = X86_LINUX_BOOT_64,
+		[BOOT_PVH] = X86_LINUX_BOOT_PVH,
+		[BOOT_BZIMAGE64] = X86_LINUX_BOOT_BZIMAGE64,
+	};
+	struct x86_linux_params p = {
+		.kernel_path = cfg->kernel_path,
+		.initrd_path = cfg->initrd_path,
+		.cmdline = cfg->cmdline,
+		.rsdp_gpa = ctx->rsdp_gpa,
+		.boot = protocols[cfg->boot],
+	};
+	struct x86_linux_info info;
+	char *cmdline = NULL;
+	int rc;
+
+	if (ctx->pvm_profile) {
+		size_t len = strlen(cfg->cmdline) + strlen(pvm_kernel_params) + 2;
+
+		cmdline = malloc(len);
+		if (!cmdline)
+			return -ENOMEM;
+		pvm_cmdline(cfg->cmdline, cmdline, len);
+		p.cmdline = cmdline;
+	}
+	rc = x86_linux_load(mem, &p, entry, &info, err, errlen);
+	if (!rc)
+		kite_info("kernel '%s': Linux %s, %s payload %llu -> %llu bytes%s, unpacked in %.0f ms, loaded at 0x%llx-0x%llx, entry 0x%llx",
+			  cfg->kernel_path, info.kernel_version,
+			  info.compression,
+			  (unsigned long long)info.payload_size,
+			  (unsigned long long)info.unpacked_size,
+			  info.cache_hit ? " (cached)" : "",
+			  info.unpack_seconds * 1e3,
+			  (unsigned long long)info.kernel_start,
+			  (unsigned long long)info.kernel_end,
+			  (unsigned long long)info.entry);
+	free(cmdline);
+	return rc;
+}
+
 int x86_load_kernel(struct guest_memory *mem, const struct vm_config *cfg,
-		    struct x86_boot_entry *entry, char *err, size_t errlen)
+		    const struct x86_load_context *ctx,
+		    struct x86_boot_entry *entry,
+		    enum x86_kernel_format *format, char *err, size_t errlen)
 {
 	uint8_t *image = NULL, *initrd = NULL;
 	size_t size = 0, initrd_size = 0;
@@ -84,6 +135,18 @@ int x86_load_kernel(struct guest_memory *mem, const struct vm_config *cfg,
 			 strerror(-rc));
 		return rc;
 	}
+	*format = x86_kernel_detect(image, size);
+	if (*format == X86_KERNEL_BZIMAGE || *format == X86_KERNEL_ELF64) {
+		free(image);
+		return load_linux(mem, cfg, ctx, entry, err, errlen);
+	}
+	if (cfg->boot != BOOT_AUTO) {
+		snprintf(err, errlen,
+			 "kernel '%s': option '--boot' applies to Linux kernels only",
+			 cfg->kernel_path);
+		free(image);
+		return -EINVAL;
+	}
 	if (cfg->initrd_path) {
 		rc = x86_read_file(cfg->initrd_path, &initrd, &initrd_size);
 		if (rc) {
@@ -94,17 +157,11 @@ int x86_load_kernel(struct guest_memory *mem, const struct vm_config *cfg,
 		}
 	}
 
-	switch (x86_kernel_detect(image, size)) {
+	switch (*format) {
 	case X86_KERNEL_MULTIBOOT:
 		rc = multiboot_load(mem, image, size, initrd, initrd_size,
 				    cfg->initrd_path ? cfg->initrd_path : "",
 				    cfg->cmdline, entry, why, sizeof(why));
-		break;
-	case X86_KERNEL_BZIMAGE:
-	case X86_KERNEL_ELF64:
-		rc = -ENOTSUP;
-		snprintf(why, sizeof(why),
-			 "Linux kernels are not supported by this build yet");
 		break;
 	default:
 		rc = -ENOEXEC;

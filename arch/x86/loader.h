@@ -3,7 +3,9 @@
 #ifndef KITE_ARCH_X86_LOADER_H
 #define KITE_ARCH_X86_LOADER_H
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "arch/x86/boot.h"
 #include "vmm/config.h"
@@ -18,10 +20,19 @@ enum x86_kernel_format {
 
 enum x86_kernel_format x86_kernel_detect(const uint8_t *image, size_t size);
 
+/* What the VM tells the loader beyond the user's configuration. */
+struct x86_load_context {
+	uint64_t rsdp_gpa;    /* ACPI RSDP already written to guest memory */
+	bool pvm_profile;     /* add the PVM kernel parameters (arch/x86/pvm.h) */
+};
+
 /* Load cfg->kernel_path (and initrd, command line) into |mem| and fill
- * |entry|.  Returns 0 or -errno with "kernel 'PATH': reason" in |err|. */
+ * |entry|; *format says what the kernel was.  Returns 0 or -errno with
+ * "kernel 'PATH': reason" (or "initrd 'PATH': ...") in |err|. */
 int x86_load_kernel(struct guest_memory *mem, const struct vm_config *cfg,
-		    struct x86_boot_entry *entry, char *err, size_t errlen);
+		    const struct x86_load_context *ctx,
+		    struct x86_boot_entry *entry,
+		    enum x86_kernel_format *format, char *err, size_t errlen);
 
 /* Read a whole file into a malloc'd buffer; -errno on failure. */
 int x86_read_file(const char *path, uint8_t **data, size_t *size);

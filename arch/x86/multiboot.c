@@ -112,9 +112,14 @@ static int load_elf32(struct guest_memory *mem, const uint8_t *image,
 
 	*end = 0;
 	for (unsigned i = 0; i < eh->e_phnum; i++) {
-		const Elf32_Phdr *ph = (const void *)(image + eh->e_phoff +
-						      i * sizeof(Elf32_Phdr));
+		/* Copied out: e_phoff comes from the file and may be
+		 * misaligned for a direct Elf32_Phdr access. */
+		Elf32_Phdr phdr;
+		const Elf32_Phdr *ph = &phdr;
 		void *dst;
+
+		memcpy(&phdr, image + eh->e_phoff + i * sizeof(Elf32_Phdr),
+		       sizeof(phdr));
 
 		if (ph->p_type != PT_LOAD || ph->p_memsz == 0)
 			continue;
@@ -172,6 +177,10 @@ static int load_aout(struct guest_memory *mem, const uint8_t *image,
 				   &dst))
 		return fail(err, errlen, -ENOMEM,
 			    "image (0x%x-0x%llx) is outside guest RAM",
+			    h->load_addr, (unsigned long long)bss_end);
+	if (overlaps_boot_area(h->load_addr, bss_end - h->load_addr))
+		return fail(err, errlen, -EINVAL,
+			    "image (0x%x-0x%llx) overlaps the multiboot info kite builds (0x500-0x7fff, 0x20000-0x2ffff)",
 			    h->load_addr, (unsigned long long)bss_end);
 	memcpy(dst, image + file_off, load_len);
 	memset((uint8_t *)dst + load_len, 0,
@@ -247,10 +256,16 @@ int multiboot_load(struct guest_memory *mem, const uint8_t *image,
 	info.mmap_addr = MB_MMAP_GPA;
 
 	if (module) {
-		/* Page-aligned, right after the kernel image. */
+		/* Page-aligned, right after the kernel image, but never below
+		 * 1 MiB: a kernel loaded low would otherwise put its module
+		 * on the command line, the info block or the EBDA/ROM area
+		 * that the memory map reports as reserved. */
 		uint64_t start = (end + 0xFFF) & ~0xFFFULL;
 		struct mb_module m;
 		size_t namelen = strlen(module_name);
+
+		if (start < 0x100000)
+			start = 0x100000;
 
 		if (start + module_size > low || start + module_size < start)
 			return fail(err, errlen, -ENOMEM,

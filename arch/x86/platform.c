@@ -82,6 +82,19 @@ static void ignore_write(void *opaque, uint64_t offset, unsigned size,
 
 static const struct bus_ops post_ops = { .write = ignore_write };
 
+static void boot_marker_write(void *opaque, uint64_t offset, unsigned size,
+			      uint64_t value)
+{
+	struct x86_platform *p = opaque;
+
+	(void)offset;
+	(void)size;
+	if (p->ev.boot_marker)
+		p->ev.boot_marker(p->ev.opaque, (uint8_t)value);
+}
+
+static const struct bus_ops boot_marker_ops = { .write = boot_marker_write };
+
 int x86_platform_init(struct x86_platform *p, struct bus *pio,
 		      const struct x86_platform_events *ev)
 {
@@ -102,5 +115,8 @@ int x86_platform_init(struct x86_platform *p, struct bus *pio,
 				  p, "reset-control");
 	if (!rc)
 		rc = bus_register(pio, X86_POST_PORT, 1, &post_ops, p, "post");
+	if (!rc)
+		rc = bus_register(pio, X86_BOOT_MARKER_PORT, 1, &boot_marker_ops,
+				  p, "boot-marker");
 	return rc;
 }

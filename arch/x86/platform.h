@@ -4,6 +4,7 @@
  *   0x60, 0x64  i8042 keyboard controller; 0xFE to 0x64 pulses reset
  *   0xCF9       reset control register (bit 2 = reset)
  *   0x80        POST code: ignored
+ *   0x440       boot-timing marker: a write logs the time since kite's exec
  */
 #ifndef KITE_ARCH_X86_PLATFORM_H
 #define KITE_ARCH_X86_PLATFORM_H
@@ -17,6 +18,7 @@
 #define X86_I8042_CMD_PORT  0x64
 #define X86_RESET_CTRL_PORT 0xCF9
 #define X86_POST_PORT       0x80
+#define X86_BOOT_MARKER_PORT 0x440
 
 #define I8042_CMD_PULSE_RESET 0xFE
 #define RESET_CTRL_RESET 0x04
@@ -26,6 +28,7 @@
 struct x86_platform_events {
 	void (*debug_exit)(void *opaque, uint32_t value);
 	void (*reset)(void *opaque, const char *source);
+	void (*boot_marker)(void *opaque, uint8_t value); /* may be NULL */
 	void *opaque;
 };
 

@@ -1,0 +1,65 @@
+/* The x86 memory map derived from guest RAM (see e820.h). */
+#include "arch/x86/e820.h"
+
+#include <errno.h>
+
+static int e820_append(struct e820_entry *map, unsigned max, unsigned *nr,
+		       uint64_t start, uint64_t end, uint32_t type)
+{
+	if (end <= start)
+		return 0;
+	if (*nr >= max)
+		return -ENOSPC;
+	map[*nr] = (struct e820_entry){ start, end - start, type };
+	(*nr)++;
+	return 0;
+}
+
+int e820_from_guest_memory(const struct guest_memory *mem,
+			   struct e820_entry *map, unsigned max, unsigned *nr)
+{
+	bool window_listed = false;
+	unsigned n = 0;
+	int rc;
+
+	if (mem->nr_regions == 0)
+		return -EINVAL;
+	for (unsigned i = 0; i < mem->nr_regions; i++) {
+		uint64_t start = mem->regions[i].gpa;
+		uint64_t end = start + mem->regions[i].size;
+
+		if (end <= E820_LOW_RESERVED_START ||
+		    start >= E820_LOW_RESERVED_END) {
+			/* A region after the window still needs the window
+			 * listed first, to keep the map sorted. */
+			if (!window_listed && start >= E820_LOW_RESERVED_END) {
+				rc = e820_append(map, max, &n,
+						 E820_LOW_RESERVED_START,
+						 E820_LOW_RESERVED_END,
+						 E820_TYPE_RESERVED);
+				if (rc)
+					return rc;
+				window_listed = true;
+			}
+			rc = e820_append(map, max, &n, start, end, E820_TYPE_RAM);
+			if (rc)
+				return rc;
+			continue;
+		}
+		/* The region overlaps the window: RAM below, window, RAM above. */
+		rc = e820_append(map, max, &n, start, E820_LOW_RESERVED_START,
+				 E820_TYPE_RAM);
+		if (!rc && !window_listed)
+			rc = e820_append(map, max, &n, E820_LOW_RESERVED_START,
+					 E820_LOW_RESERVED_END,
+					 E820_TYPE_RESERVED);
+		window_listed = true;
+		if (!rc)
+			rc = e820_append(map, max, &n, E820_LOW_RESERVED_END, end,
+					 E820_TYPE_RAM);
+		if (rc)
+			return rc;
+	}
+	*nr = n;
+	return 0;
+}

@@ -1,0 +1,617 @@
+/* Host-side decompression of bzImage payloads (see kernel_unpack.h). */
+#include "arch/x86/kernel_unpack.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <dirent.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <lz4.h>
+#include <lzma.h>
+#include <zlib.h>
+#include <zstd.h>
+
+/* The lz4 "legacy" frame the kernel build writes (lz4 -l): a magic word,
+ * then blocks of [le32 compressed size][LZ4 block], each block unpacking
+ * to at most 8 MiB. */
+#define LZ4_LEGACY_MAGIC      0x184C2102U
+#define LZ4_LEGACY_BLOCK_MAX  (8U << 20)
+
+enum kernel_compression kernel_compression_detect(const uint8_t *in,
+						  size_t len)
+{
+	static const struct {
+		enum kernel_compression comp;
+		size_t len;
+		uint8_t magic[6];
+	} magics[] = {
+		{ KERNEL_COMP_GZIP, 2, { 0x1F, 0x8B } },
+		{ KERNEL_COMP_BZIP2, 3, { 'B', 'Z', 'h' } },
+		{ KERNEL_COMP_XZ, 6, { 0xFD, '7', 'z', 'X', 'Z', 0x00 } },
+		/* lzma "alone": lc/lp/pb byte 0x5D, then a 32-bit dict size
+		 * whose low bytes are zero for every size the kernel uses. */
+		{ KERNEL_COMP_LZMA, 3, { 0x5D, 0x00, 0x00 } },
+		{ KERNEL_COMP_LZO, 4, { 0x89, 'L', 'Z', 'O' } },
+		{ KERNEL_COMP_LZ4, 4, { 0x02, 0x21, 0x4C, 0x18 } },
+		{ KERNEL_COMP_ZSTD, 4, { 0x28, 0xB5, 0x2F, 0xFD } },
+	};
+
+	for (size_t i = 0; i < sizeof(magics) / sizeof(magics[0]); i++)
+		if (len >= magics[i].len &&
+		    memcmp(in, magics[i].magic, magics[i].len) == 0)
+			return magics[i].comp;
+	return KERNEL_COMP_UNKNOWN;
+}
+
+const char *kernel_compression_name(enum kernel_compression comp)
+{
+	switch (comp) {
+	case KERNEL_COMP_GZIP: return "gzip";
+	case KERNEL_COMP_BZIP2: return "bzip2";
+	case KERNEL_COMP_LZMA: return "lzma";
+	case KERNEL_COMP_XZ: return "xz";
+	case KERNEL_COMP_LZO: return "lzo";
+	case KERNEL_COMP_LZ4: return "lz4";
+	case KERNEL_COMP_ZSTD: return "zstd";
+	case KERNEL_COMP_UNKNOWN: break;
+	}
+	return "unknown";
+}
+
+/* A growing output buffer, capped at KERNEL_UNPACK_MAX_SIZE. */
+struct outbuf {
+	uint8_t *data;
+	size_t len;
+	size_t cap;
+};
+
+static int outbuf_reserve(struct outbuf *o, size_t room)
+{
+	size_t cap = o->cap ? o->cap : (1U << 20);
+	uint8_t *p;
+
+	if (o->cap - o->len >= room)
+		return 0;
+	if (room > KERNEL_UNPACK_MAX_SIZE - o->len)
+		room = KERNEL_UNPACK_MAX_SIZE - o->len;
+	if (room == 0)
+		return -EFBIG;
+	while (cap - o->len < room)
+		cap *= 2;
+	if (cap > KERNEL_UNPACK_MAX_SIZE)
+		cap = KERNEL_UNPACK_MAX_SIZE;
+	p = realloc(o->data, cap);
+	if (!p)
+		return -ENOMEM;
+	o->data = p;
+	o->cap = cap;
+	return 0;
+}
+
+/* Room to offer the decoder next: whatever is free, at least 1 MiB. */
+static int outbuf_room(struct outbuf *o, size_t *room)
+{
+	int rc = outbuf_reserve(o, o->cap > o->len ? 1 : (1U << 20));
+
+	*room = o->cap - o->len;
+	return rc;
+}
+
+static int unpack_gzip(const uint8_t *in, size_t len, struct outbuf *o,
+		       char *err, size_t errlen)
+{
+	z_stream zs;
+	int rc = 0;
+
+	if (len > UINT_MAX) {
+		snprintf(err, errlen, "gzip: payload too large");
+		return -EFBIG;
+	}
+	memset(&zs, 0, sizeof(zs));
+	if (inflateInit2(&zs, 16 + MAX_WBITS) != Z_OK) { /* 16: gzip header */
+		snprintf(err, errlen, "gzip: cannot initialise zlib");
+		return -ENOMEM;
+	}
+	zs.next_in = (Bytef *)in;
+	zs.avail_in = (uInt)len;
+	for (;;) {
+		size_t room;
+		uInt chunk;
+		int zr;
+
+		rc = outbuf_room(o, &room);
+		if (rc)
+			break;
+		chunk = room > UINT_MAX ? UINT_MAX : (uInt)room;
+		zs.next_out = o->data + o->len;
+		zs.avail_out = chunk;
+		zr = inflate(&zs, Z_NO_FLUSH);
+		o->len += chunk - zs.avail_out;
+		if (zr == Z_STREAM_END)
+			break;
+		if (zr == Z_OK || (zr == Z_BUF_ERROR && zs.avail_out == 0))
+			continue;
+		if (zr == Z_BUF_ERROR) {
+			snprintf(err, errlen, "gzip: truncated data");
+			rc = -ENOEXEC;
+		} else {
+			snprintf(err, errlen, "gzip: corrupt data (%s)",
+				 zs.msg ? zs.msg : "zlib error");
+			rc = zr == Z_MEM_ERROR ? -ENOMEM : -ENOEXEC;
+		}
+		break;
+	}
+	inflateEnd(&zs);
+	return rc;
+}
+
+static int unpack_liblzma(const uint8_t *in, size_t len, bool xz,
+			  struct outbuf *o, char *err, size_t errlen)
+{
+	const char *name = xz ? "xz" : "lzma";
+	lzma_stream s = LZMA_STREAM_INIT;
+	lzma_ret lr;
+	int rc = 0;
+
+	/* Without LZMA_CONCATENATED the decoder stops after the first
+	 * stream, so the appended size word is ignored. */
+	lr = xz ? lzma_stream_decoder(&s, UINT64_MAX, 0)
+		: lzma_alone_decoder(&s, UINT64_MAX);
+	if (lr != LZMA_OK) {
+		snprintf(err, errlen, "%s: cannot initialise liblzma", name);
+		return -ENOMEM;
+	}
+	s.next_in = in;
+	s.avail_in = len;
+	for (;;) {
+		size_t room;
+
+		rc = outbuf_room(o, &room);
+		if (rc)
+			break;
+		s.next_out = o->data + o->len;
+		s.avail_out = room;
+		lr = lzma_code(&s, LZMA_FINISH);
+		o->len += room - s.avail_out;
+		if (lr == LZMA_STREAM_END)
+			break;
+		if (lr == LZMA_OK || (lr == LZMA_BUF_ERROR && s.avail_out == 0))
+			continue;
+		if (lr == LZMA_BUF_ERROR) {
+			snprintf(err, errlen, "%s: truncated data", name);
+			rc = -ENOEXEC;
+		} else if (lr == LZMA_MEM_ERROR) {
+			snprintf(err, errlen, "%s: out of memory", name);
+			rc = -ENOMEM;
+		} else {
+			snprintf(err, errlen, "%s: corrupt data (liblzma error %d)",
+				 name, (int)lr);
+			rc = -ENOEXEC;
+		}
+		break;
+	}
+	lzma_end(&s);
+	return rc;
+}
+
+static int unpack_zstd(const uint8_t *in, size_t len, struct outbuf *o,
+		       char *err, size_t errlen)
+{
+	ZSTD_DCtx *dctx = ZSTD_createDCtx();
+	ZSTD_inBuffer ib = { in, len, 0 };
+	int rc = 0;
+
+	if (!dctx) {
+		snprintf(err, errlen, "zstd: cannot initialise libzstd");
+		return -ENOMEM;
+	}
+	/* zstd -22 --ultra (the kernel build) may use windows past the
+	 * library's default 128 MiB limit; 2^30 covers every level. */
+	ZSTD_DCtx_setParameter(dctx, ZSTD_d_windowLogMax, 30);
+	for (;;) {
+		size_t room, zr;
+		ZSTD_outBuffer ob;
+
+		rc = outbuf_room(o, &room);
+		if (rc)
+			break;
+		ob = (ZSTD_outBuffer){ o->data + o->len, room, 0 };
+		zr = ZSTD_decompressStream(dctx, &ob, &ib);
+		o->len += ob.pos;
+		if (ZSTD_isError(zr)) {
+			snprintf(err, errlen, "zstd: corrupt data (%s)",
+				 ZSTD_getErrorName(zr));
+			rc = -ENOEXEC;
+			break;
+		}
+		if (zr == 0)
+			break; /* first frame complete; the size word follows */
+		if (ib.pos == ib.size && ob.pos < ob.size) {
+			snprintf(err, errlen, "zstd: truncated data");
+			rc = -ENOEXEC;
+			break;
+		}
+	}
+	ZSTD_freeDCtx(dctx);
+	return rc;
+}
+
+static uint32_t le32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+	       (uint32_t)p[3] << 24;
+}
+
+static int unpack_lz4_legacy(const uint8_t *in, size_t len, struct outbuf *o,
+			     char *err, size_t errlen)
+{
+	size_t pos = 4; /* past the magic */
+	unsigned blocks = 0;
+
+	while (len - pos >= 4) {
+		uint32_t bsz = le32(in + pos);
+		size_t room;
+		int n, rc;
+
+		if (bsz == LZ4_LEGACY_MAGIC) { /* concatenated frame */
+			pos += 4;
+			continue;
+		}
+		if (bsz > len - pos - 4) {
+			/* The last word of a kernel payload is the unpacked
+			 * size the build appends, not a block header. */
+			if (len - pos == 4 && blocks > 0)
+				break;
+			snprintf(err, errlen, "lz4: truncated data");
+			return -ENOEXEC;
+		}
+		if (bsz == 0 || bsz > (uint32_t)LZ4_compressBound(LZ4_LEGACY_BLOCK_MAX)) {
+			snprintf(err, errlen, "lz4: corrupt block size %" PRIu32,
+				 bsz);
+			return -ENOEXEC;
+		}
+		pos += 4;
+		rc = outbuf_reserve(o, LZ4_LEGACY_BLOCK_MAX);
+		if (rc) {
+			snprintf(err, errlen, "lz4: %s", strerror(-rc));
+			return rc;
+		}
+		room = o->cap - o->len;
+		n = LZ4_decompress_safe((const char *)in + pos,
+					(char *)o->data + o->len, (int)bsz,
+					room > INT_MAX ? INT_MAX : (int)room);
+		if (n < 0) {
+			snprintf(err, errlen, "lz4: corrupt data in block %u",
+				 blocks);
+			return -ENOEXEC;
+		}
+		o->len += (size_t)n;
+		pos += bsz;
+		blocks++;
+	}
+	if (blocks == 0) {
+		snprintf(err, errlen, "lz4: no data");
+		return -ENOEXEC;
+	}
+	return 0;
+}
+
+int kernel_unpack(const uint8_t *in, size_t len, uint8_t **out,
+		  size_t *out_len, enum kernel_compression *comp_out,
+		  char *err, size_t errlen)
+{
+	enum kernel_compression comp = kernel_compression_detect(in, len);
+	struct outbuf o = { NULL, 0, 0 };
+	int rc;
+
+	if (comp_out)
+		*comp_out = comp;
+	switch (comp) {
+	case KERNEL_COMP_BZIP2:
+	case KERNEL_COMP_LZO:
+		snprintf(err, errlen, "unsupported compression %s",
+			 kernel_compression_name(comp));
+		return -ENOTSUP;
+	case KERNEL_COMP_UNKNOWN:
+		if (len >= 4)
+			snprintf(err, errlen,
+				 "unknown compression (magic %02x %02x %02x %02x)",
+				 in[0], in[1], in[2], in[3]);
+		else
+			snprintf(err, errlen, "compressed payload is empty");
+		return -ENOEXEC;
+	default:
+		break;
+	}
+
+	/* Size the buffer from the appended size word, plus slack so the
+	 * decoder can report the end without a final reallocation. */
+	if (len >= 8) {
+		uint32_t hint = le32(in + len - 4);
+
+		if (hint <= KERNEL_UNPACK_MAX_SIZE - (64U << 10)) {
+			rc = outbuf_reserve(&o, (size_t)hint + (64U << 10));
+			if (rc) {
+				snprintf(err, errlen, "%s: %s",
+					 kernel_compression_name(comp),
+					 strerror(-rc));
+				return rc;
+			}
+		}
+	}
+
+	switch (comp) {
+	case KERNEL_COMP_GZIP:
+		rc = unpack_gzip(in, len, &o, err, errlen);
+		break;
+	case KERNEL_COMP_XZ:
+	case KERNEL_COMP_LZMA:
+		rc = unpack_liblzma(in, len, comp == KERNEL_COMP_XZ, &o, err,
+				    errlen);
+		break;
+	case KERNEL_COMP_ZSTD:
+		rc = unpack_zstd(in, len, &o, err, errlen);
+		break;
+	case KERNEL_COMP_LZ4:
+		rc = unpack_lz4_legacy(in, len, &o, err, errlen);
+		break;
+	default:
+		rc = -ENOEXEC;
+		break;
+	}
+	if (rc == -EFBIG || rc == -ENOMEM)
+		snprintf(err, errlen, "%s: %s", kernel_compression_name(comp),
+			 rc == -EFBIG ? "unpacked kernel exceeds 1 GiB"
+				      : "out of memory");
+	if (rc == 0 && o.len == 0) {
+		snprintf(err, errlen, "%s: no data", kernel_compression_name(comp));
+		rc = -ENOEXEC;
+	}
+	if (rc) {
+		free(o.data);
+		return rc;
+	}
+	*out = o.data;
+	*out_len = o.len;
+	return 0;
+}
+
+/* ---- cache ------------------------------------------------------------- */
+
+/* 64-bit FNV-1a over 8-byte words, then a final avalanche.  A cache key,
+ * not a security boundary: the cache directory belongs to the user. */
+static uint64_t payload_hash(const uint8_t *p, size_t len)
+{
+	uint64_t h = 0xcbf29ce484222325ULL;
+	size_t i = 0;
+
+	for (; i + 8 <= len; i += 8) {
+		uint64_t w;
+
+		memcpy(&w, p + i, 8);
+		h = (h ^ w) * 0x100000001b3ULL;
+		h ^= h >> 29;
+	}
+	for (; i < len; i++)
+		h = (h ^ p[i]) * 0x100000001b3ULL;
+	h ^= h >> 33;
+	h *= 0xff51afd7ed558ccdULL;
+	h ^= h >> 33;
+	return h;
+}
+
+const char *kernel_unpack_default_cache_dir(char *buf, size_t buflen)
+{
+	const char *xdg = getenv("XDG_CACHE_HOME");
+	const char *home = getenv("HOME");
+	int n;
+
+	if (xdg && xdg[0] == '/')
+		n = snprintf(buf, buflen, "%s/kite", xdg);
+	else if (home && home[0])
+		n = snprintf(buf, buflen, "%s/.cache/kite", home);
+	else
+		return NULL;
+	return n >= 0 && (size_t)n < buflen ? buf : NULL;
+}
+
+/* mkdir -p, mode 0700 for what it creates. */
+static int make_dirs(const char *dir)
+{
+	char path[PATH_MAX];
+	size_t n = strlen(dir);
+
+	if (n == 0 || n >= sizeof(path))
+		return -ENAMETOOLONG;
+	memcpy(path, dir, n + 1);
+	for (size_t i = 1; i <= n; i++) {
+		if (path[i] != '/' && path[i] != '\0')
+			continue;
+		path[i] = '\0';
+		if (mkdir(path, 0700) < 0 && errno != EEXIST)
+			return -errno;
+		path[i] = dir[i];
+	}
+	return 0;
+}
+
+static int cache_read(const char *path, uint8_t **out, size_t *out_len)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	struct stat st;
+	uint8_t *buf;
+	size_t done = 0;
+
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st) < 0 || st.st_size <= 0 ||
+	    (uint64_t)st.st_size > KERNEL_UNPACK_MAX_SIZE) {
+		close(fd);
+		return -EINVAL;
+	}
+	buf = malloc((size_t)st.st_size);
+	if (!buf) {
+		close(fd);
+		return -ENOMEM;
+	}
+	while (done < (size_t)st.st_size) {
+		ssize_t r = read(fd, buf + done, (size_t)st.st_size - done);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0) {
+			free(buf);
+			close(fd);
+			return r < 0 ? -errno : -EIO;
+		}
+		done += (size_t)r;
+	}
+	close(fd);
+	*out = buf;
+	*out_len = done;
+	return 0;
+}
+
+/* Write to a private temporary name, then rename: readers never see a
+ * partial file, and concurrent writers of the same kernel are harmless. */
+static void cache_write(const char *path, const uint8_t *data, size_t len)
+{
+	char tmp[PATH_MAX];
+	size_t done = 0;
+	int fd;
+
+	if (snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", path, (long)getpid()) >=
+	    (int)sizeof(tmp))
+		return;
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return;
+	while (done < len) {
+		ssize_t w = write(fd, data + done, len - done);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			break;
+		done += (size_t)w;
+	}
+	if (close(fd) < 0 || done != len || rename(tmp, path) < 0)
+		unlink(tmp);
+}
+
+struct cache_entry {
+	char name[64];
+	struct timespec mtime;
+};
+
+static int cache_entry_newer_first(const void *a, const void *b)
+{
+	const struct timespec *x = &((const struct cache_entry *)a)->mtime;
+	const struct timespec *y = &((const struct cache_entry *)b)->mtime;
+
+	if (x->tv_sec != y->tv_sec)
+		return x->tv_sec > y->tv_sec ? -1 : 1;
+	if (x->tv_nsec != y->tv_nsec)
+		return x->tv_nsec > y->tv_nsec ? -1 : 1;
+	return 0;
+}
+
+/* Keep the KERNEL_CACHE_KEEP most recently used entries (a hit refreshes
+ * the mtime), so the cache stays at a few hundred MiB. */
+static void cache_evict(const char *dir)
+{
+	struct cache_entry ents[64];
+	unsigned n = 0;
+	struct dirent *de;
+	DIR *d = opendir(dir);
+
+	if (!d)
+		return;
+	while ((de = readdir(d)) != NULL && n < sizeof(ents) / sizeof(ents[0])) {
+		char path[PATH_MAX];
+		struct stat st;
+
+		if (strncmp(de->d_name, "vmlinux-", 8) != 0 ||
+		    strstr(de->d_name, ".tmp.") ||
+		    strlen(de->d_name) >= sizeof(ents[0].name) ||
+		    snprintf(path, sizeof(path), "%s/%s", dir, de->d_name) >=
+			    (int)sizeof(path) ||
+		    stat(path, &st) < 0)
+			continue;
+		strcpy(ents[n].name, de->d_name);
+		ents[n].mtime = st.st_mtim;
+		n++;
+	}
+	closedir(d);
+	qsort(ents, n, sizeof(ents[0]), cache_entry_newer_first);
+	for (unsigned i = KERNEL_CACHE_KEEP; i < n; i++) {
+		char path[PATH_MAX];
+
+		if (snprintf(path, sizeof(path), "%s/%s", dir, ents[i].name) <
+		    (int)sizeof(path))
+			unlink(path);
+	}
+}
+
+/* Whether the payload's trailing le32 size word equals |size| (mod 2^32);
+ * size 0 asks only whether the word is plausible (non-zero). */
+static bool size_word_matches(const uint8_t *in, size_t len, size_t size)
+{
+	uint32_t word = le32(in + len - 4);
+
+	return size ? word == (uint32_t)size : word != 0;
+}
+
+/* Only slow decoders are worth a cache entry: lz4 and zstd unpack a
+ * 60 MiB kernel faster than the cached copy can be read back. */
+static bool worth_caching(enum kernel_compression comp)
+{
+	return comp == KERNEL_COMP_XZ || comp == KERNEL_COMP_LZMA ||
+	       comp == KERNEL_COMP_GZIP;
+}
+
+int kernel_unpack_cached(const uint8_t *in, size_t len, const char *cache_dir,
+			 uint8_t **out, size_t *out_len,
+			 enum kernel_compression *comp, bool *hit,
+			 char *err, size_t errlen)
+{
+	enum kernel_compression c = kernel_compression_detect(in, len);
+	char path[PATH_MAX];
+	bool use_cache = cache_dir && cache_dir[0] && worth_caching(c);
+	int rc;
+
+	*hit = false;
+	if (use_cache &&
+	    snprintf(path, sizeof(path), "%s/vmlinux-%016" PRIx64 "-%zu",
+		     cache_dir, payload_hash(in, len), len) >= (int)sizeof(path))
+		use_cache = false;
+	/* The build's size word doubles as an integrity check: only
+	 * entries of exactly that size are written or believed. */
+	if (use_cache && (len < 8 || !size_word_matches(in, len, 0)))
+		use_cache = false;
+	if (use_cache && cache_read(path, out, out_len) == 0) {
+		if (size_word_matches(in, len, *out_len)) {
+			utimensat(AT_FDCWD, path, NULL, 0); /* recently used */
+			if (comp)
+				*comp = c;
+			*hit = true;
+			return 0;
+		}
+		free(*out); /* damaged entry: replace it */
+		*out = NULL;
+		unlink(path);
+	}
+	rc = kernel_unpack(in, len, out, out_len, comp, err, errlen);
+	if (rc == 0 && use_cache && size_word_matches(in, len, *out_len) &&
+	    make_dirs(cache_dir) == 0) {
+		cache_write(path, *out, *out_len);
+		cache_evict(cache_dir);
+	}
+	return rc;
+}

@@ -1,0 +1,78 @@
+#include "arch/x86/pvm.h"
+
+#include <errno.h>
+#include <linux/kvm.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* Why each parameter is there:
+ *   noxsave, clearcpuid=xsave,avx,avx2,avx512f: the xsave family is refused;
+ *   clearcpuid=popcnt,rdtscp,ssse3,smap,fsgsbase: refused instructions
+ *     (smap → stac/clac, fsgsbase → rd/wrfsbase);
+ *   clearcpuid=erms,fsrm: memcpy/memset then move 8 bytes per emulated
+ *     step (rep movsq) instead of one (rep movsb);
+ *   cryptomgr.notests=1: the crypto self-tests cost minutes emulated;
+ *   nowatchdog: at emulation speed the soft-lockup detector fires on healthy
+ *     code, and each report it prints costs more emulated time.
+ * cmpxchg16b is refused too, but KVM honours hiding CX16 in CPUID, so no
+ * parameter is needed for it. */
+const char pvm_kernel_params[] =
+	"noxsave clearcpuid=popcnt,rdtscp,xsave,avx,avx2,avx512f,smap,fsgsbase,ssse3,erms,fsrm "
+	"cryptomgr.notests=1 nowatchdog";
+
+bool pvm_host_detected(void)
+{
+	const char *force = getenv("KITE_HOST_PROFILE");
+
+	if (force && strcmp(force, "pvm") == 0)
+		return true;
+	if (force && strcmp(force, "kvm") == 0)
+		return false;
+	return access("/sys/module/kvm_pvm", F_OK) == 0;
+}
+
+/* CPUID bit positions (Intel SDM Vol. 2 CPUID tables). */
+#define L1_ECX_SSSE3   (1U << 9)
+#define L1_ECX_CX16    (1U << 13)
+#define L1_ECX_POPCNT  (1U << 23)
+#define L1_ECX_XSAVE   (1U << 26)
+#define L1_ECX_OSXSAVE (1U << 27)
+#define L1_ECX_AVX     (1U << 28)
+#define L7_EBX_FSGSBASE (1U << 0)
+#define L7_EBX_AVX2    (1U << 5)
+#define L7_EBX_ERMS    (1U << 9)
+#define L7_EBX_AVX512F (1U << 16)
+#define L7_EBX_SMAP    (1U << 20)
+#define L7_EDX_FSRM    (1U << 4)
+#define LX1_EDX_RDTSCP (1U << 27)
+
+void pvm_mask_cpuid(struct kvm_cpuid2 *c)
+{
+	for (unsigned i = 0; i < c->nent; i++) {
+		struct kvm_cpuid_entry2 *e = &c->entries[i];
+
+		if (e->function == 1) {
+			e->ecx &= ~(L1_ECX_SSSE3 | L1_ECX_CX16 | L1_ECX_POPCNT | L1_ECX_XSAVE |
+				    L1_ECX_OSXSAVE | L1_ECX_AVX);
+		} else if (e->function == 7 && e->index == 0) {
+			e->ebx &= ~(L7_EBX_FSGSBASE | L7_EBX_AVX2 | L7_EBX_ERMS |
+				    L7_EBX_AVX512F | L7_EBX_SMAP);
+			e->edx &= ~L7_EDX_FSRM;
+		} else if (e->function == 0xD) {
+			/* No XSAVE: no XSAVE state components either. */
+			e->eax = e->ebx = e->ecx = e->edx = 0;
+		} else if (e->function == 0x80000001) {
+			e->edx &= ~LX1_EDX_RDTSCP;
+		}
+	}
+}
+
+int pvm_cmdline(const char *user, char *out, size_t outlen)
+{
+	int n = snprintf(out, outlen, "%s%s%s", pvm_kernel_params,
+			 user && *user ? " " : "", user ? user : "");
+
+	return n < 0 || (size_t)n >= outlen ? -E2BIG : 0;
+}

@@ -1,0 +1,174 @@
+#!/bin/sh
+# Boot each test payload under kite and check what it says and how it ends.
+#
+#   tests/integration/payloads.sh KITE PAYLOAD_DIR
+#
+# Payloads report on COM1 (kite's stdout) and end the VM through the
+# debug-exit port: value v gives kite exit status (v << 1) | 1, PASS = 0x10
+# (status 33), FAIL = 0x11 (status 35); see tests/guest/README.md.  Also
+# checks kite's own errors for a missing kernel, a non-kernel file and an
+# unknown option.
+#
+# Prints "ok N - name" or "not ok N - name: why" per check, then
+# "P passed, F failed"; exits 1 if anything failed.
+# KITE_TEST_TIMEOUT (seconds, default 60) bounds every boot.
+
+set -u
+
+if [ $# -ne 2 ]; then
+	echo "usage: $0 KITE PAYLOAD_DIR" >&2
+	exit 2
+fi
+KITE=$1
+PAYLOAD_DIR=$2
+TIMEOUT=${KITE_TEST_TIMEOUT:-60}
+
+STATUS_PASS=33   # (0x10 << 1) | 1
+STATUS_FAIL=35   # (0x11 << 1) | 1
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/kite-payloads.XXXXXX") || exit 2
+trap 'rm -rf "$WORK"' EXIT
+
+n=0
+passed=0
+failed=0
+
+ok() {
+	n=$((n + 1))
+	passed=$((passed + 1))
+	echo "ok $n - $1"
+}
+
+not_ok() {
+	n=$((n + 1))
+	failed=$((failed + 1))
+	echo "not ok $n - $1: $2"
+	# Show what the run printed, as TAP-style comments, once per run.
+	if [ -n "${run_log:-}" ] && [ "$run_log" != "${shown_log:-}" ]; then
+		shown_log=$run_log
+		for f in out err; do
+			[ -s "$WORK/$run_log.$f" ] || continue
+			echo "#   std$f of: $run_cmd"
+			tail -n 15 "$WORK/$run_log.$f" | sed 's/^/#     /'
+		done
+	fi
+}
+
+# run NAME [kite run arguments...]: boots under a timeout, leaves the guest
+# output in $WORK/NAME.out (carriage returns removed), kite's stderr in
+# $WORK/NAME.err and the exit status in $status.
+run() {
+	run_log=$1
+	shift
+	run_cmd="$KITE run $*"
+	timeout --kill-after=5 "$TIMEOUT" "$KITE" run "$@" \
+		<"/dev/null" >"$WORK/$run_log.raw" 2>"$WORK/$run_log.err"
+	status=$?
+	tr -d '\r' <"$WORK/$run_log.raw" >"$WORK/$run_log.out"
+}
+
+# expect_status NAME WANT: one check on the status of the last run.
+expect_status() {
+	if [ "$status" -eq "$2" ]; then
+		ok "$1"
+	elif [ "$status" -eq 124 ] || [ "$status" -eq 137 ]; then
+		not_ok "$1" "timed out after ${TIMEOUT}s (wanted exit status $2)"
+	else
+		not_ok "$1" "exit status $status, wanted $2"
+	fi
+}
+
+# expect_line NAME REGEX: the last run's guest output has a whole line
+# matching the extended regular expression.
+expect_line() {
+	if grep -Eq -- "^($2)\$" "$WORK/$run_log.out"; then
+		ok "$1"
+	else
+		not_ok "$1" "no line matching /^$2\$/ in the guest output"
+	fi
+}
+
+# expect_stderr NAME TEXT: kite's stderr mentions TEXT.
+expect_stderr() {
+	if grep -Fq -- "$2" "$WORK/$run_log.err"; then
+		ok "$1"
+	else
+		not_ok "$1" "stderr does not mention '$2'"
+	fi
+}
+
+if [ ! -x "$KITE" ]; then
+	echo "not ok 1 - kite binary: '$KITE' is not executable"
+	echo "0 passed, 1 failed"
+	exit 1
+fi
+
+# ---- hello: load, serial, command line, memory info, debug exit ----------
+run hello -k "$PAYLOAD_DIR/hello.elf" -m 64M -p "foo=bar baz"
+expect_status "hello: exits PASS (status $STATUS_PASS)" $STATUS_PASS
+expect_line "hello: greets on COM1" "Hello from a Kite guest"
+# A loader may put the image name first, as GRUB does.
+expect_line "hello: sees the command line" "cmdline: (.* )?foo=bar baz"
+expect_line "hello: mem_upper is 63 MiB for -m 64M" "mem: lower=[0-9]+K upper=64512K"
+expect_line "hello: memory map has RAM" "mmap: [0-9]+ entries, [1-9][0-9]* KiB of RAM"
+expect_line "hello: prints PASS" "PASS"
+
+# ---- exit-verdict: the value written reaches kite's exit status -----------
+run verdict-default -k "$PAYLOAD_DIR/exit-verdict.elf"
+expect_status "exit-verdict: default 0x2a gives status 85" 85
+expect_line "exit-verdict: says what it writes" "exit-verdict: writing 42 to port 0xf4"
+run verdict-5 -k "$PAYLOAD_DIR/exit-verdict.elf" -p "verdict=5"
+expect_status "exit-verdict: verdict=5 gives status 11" 11
+run verdict-0 -k "$PAYLOAD_DIR/exit-verdict.elf" -p "verdict=0"
+expect_status "exit-verdict: verdict=0 gives status 1" 1
+run verdict-7f -k "$PAYLOAD_DIR/exit-verdict.elf" -p "quiet verdict=0x7f"
+expect_status "exit-verdict: verdict=0x7f gives status 255" 255
+
+# ---- usermode: 50M rounds at CPL3, back to ring 0 by #GP ---------------------
+run usermode -k "$PAYLOAD_DIR/usermode.elf"
+expect_status "usermode: exits PASS" $STATUS_PASS
+expect_line "usermode: ran at CPL3" "user: ran with CS=0x33 \\(CPL3\\)"
+expect_line "usermode: checksum of 50M rounds" "user: 50000000 iterations, checksum 0x3b53c061"
+expect_line "usermode: privileged instruction faulted" "user: mov from cr0 raised #GP, as it must at CPL3"
+# The FAIL path: a payload's failure reaches kite's exit status.
+run usermode-fail -k "$PAYLOAD_DIR/usermode.elf" -p "iterations=junk"
+expect_status "usermode: a bad argument exits FAIL (status $STATUS_FAIL)" $STATUS_FAIL
+expect_line "usermode: says why it failed" "FAIL: bad iterations 'junk' on the command line"
+
+# ---- smp: INIT-SIPI-SIPI brings up vCPU 1 ----------------------------------
+run smp -k "$PAYLOAD_DIR/smp.elf" -c 2
+expect_status "smp: exits PASS with -c 2" $STATUS_PASS
+expect_line "smp: AP reached protected mode" "AP: in protected mode, APIC id 1"
+expect_line "smp: BSP saw the AP check in" "BSP: AP checked in, count 1, APIC id 1"
+# With one vCPU there is nobody to answer: the payload must say FAIL.
+run smp-1cpu -k "$PAYLOAD_DIR/smp.elf" -c 1 -p "wait=200"
+expect_status "smp: exits FAIL with -c 1" $STATUS_FAIL
+expect_line "smp: no AP with -c 1" "FAIL: AP \\(APIC id 1\\) did not check in"
+
+# ---- pvm-quirks: instructions KVM's PVM emulator refuses, completed by kite --
+run pvm-quirks -k "$PAYLOAD_DIR/pvm-quirks.elf"
+expect_status "pvm-quirks: exits PASS" $STATUS_PASS
+expect_line "pvm-quirks: int3 traps with EIP after it" "int3: ok"
+expect_line "pvm-quirks: int \$0x80 reaches its gate" "int 0x80: ok"
+expect_line "pvm-quirks: fwait and fences continue" "fwait, fences: ok"
+expect_line "pvm-quirks: ldmxcsr/stmxcsr round-trip" "ldmxcsr/stmxcsr: ok"
+
+# ---- kite's own errors -------------------------------------------------------
+missing="$WORK/no-such-kernel.elf"
+run missing-kernel -k "$missing"
+expect_status "kite: missing kernel file exits 2" 2
+expect_stderr "kite: missing kernel file is named" "$missing"
+
+notkernel="$WORK/not-a-kernel.txt"
+echo "this is not a kernel" >"$notkernel"
+run not-a-kernel -k "$notkernel"
+expect_status "kite: a file that is no kernel exits 2" 2
+expect_stderr "kite: a file that is no kernel is named" "$notkernel"
+
+run unknown-option -k "$PAYLOAD_DIR/hello.elf" --no-such-option
+expect_status "kite: unknown option exits 2" 2
+expect_stderr "kite: unknown option is named" "no-such-option"
+
+run_log=
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
