@@ -89,10 +89,12 @@ UNIT_TESTS = \
 	tests/unit/test_bus \
 	tests/unit/test_cli \
 	tests/unit/test_console_watch \
+	tests/unit/test_emulate \
 	tests/unit/test_linux_loader \
 	tests/unit/test_memory \
 	tests/unit/test_multiboot \
 	tests/unit/test_platform \
+	tests/unit/test_pvm \
 	tests/unit/test_term \
 	tests/unit/test_serial8250 \
 	tests/unit/test_rtc \
