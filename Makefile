@@ -29,9 +29,15 @@ VMM_SRCS = \
 	vmm/bus.c \
 	vmm/cli.c \
 	vmm/console_watch.c \
+	vmm/devices.c \
+	vmm/disk/disk.c \
+	vmm/disk/qcow2.c \
+	vmm/disk/raw.c \
+	vmm/irq.c \
 	vmm/kvm.c \
 	vmm/log.c \
 	vmm/memory.c \
+	vmm/pci.c \
 	vmm/size.c \
 	vmm/term.c \
 	vmm/vcpu.c \
@@ -41,6 +47,7 @@ VMM_SRCS = \
 ARCH_SRCS = \
 	arch/x86/acpi.c \
 	arch/x86/aml.c \
+	arch/x86/bios.c \
 	arch/x86/cpu.c \
 	arch/x86/e820.c \
 	arch/x86/elf.c \
@@ -58,14 +65,17 @@ ARCH_SRCS = \
 
 # ---- virtio/ -------------------------------------------------------------------
 VIRTIO_SRCS = \
+	virtio/blk.c \
 	virtio/ccw.c \
+	virtio/console.c \
 	virtio/core.c \
 	virtio/mmio.c \
+	virtio/pci.c \
 	virtio/rng.c \
 	virtio/virtq.c
 
 LIB_SRCS = $(VMM_SRCS) $(ARCH_SRCS) $(VIRTIO_SRCS)
-LIB_OBJS = $(LIB_SRCS:%.c=$(B)/%.o)
+LIB_OBJS = $(LIB_SRCS:%.c=$(B)/%.o) $(B)/arch/x86/bios_image.o
 LIB = $(B)/libkite.a
 
 all: kite
@@ -83,9 +93,26 @@ $(B)/%.o: %.c build-config.h
 
 build-config.h: config.mk
 
+# ---- bios/: Kite's BIOS, a flat real-mode image linked into kite -----------
+OBJCOPY ?= objcopy
+BIOS_FLAGS = -m32 -I. -Wa,--fatal-warnings -nostdlib -static -no-pie \
+	     -Wl,--build-id=none -Wl,-T,bios/bios.ld
+
+$(B)/bios/bios.elf: bios/bios.S bios/layout.h bios/bios.ld
+	@mkdir -p $(dir $@)
+	$(CC) $(BIOS_FLAGS) -o $@ bios/bios.S
+
+$(B)/bios/%.bin: $(B)/bios/%.elf
+	$(OBJCOPY) -O binary $< $@
+
+$(B)/arch/x86/bios_image.o: arch/x86/bios_image.S $(B)/bios/bios.bin
+	@mkdir -p $(dir $@)
+	$(CC) -c -Wa,-I$(B)/bios -o $@ arch/x86/bios_image.S
+
 # ---- unit tests (Check): one binary per suite, tests/unit/test_NAME.c -------
 UNIT_TESTS = \
 	tests/unit/test_acpi \
+	tests/unit/test_bios \
 	tests/unit/test_bus \
 	tests/unit/test_cli \
 	tests/unit/test_console_watch \
@@ -93,16 +120,21 @@ UNIT_TESTS = \
 	tests/unit/test_linux_loader \
 	tests/unit/test_memory \
 	tests/unit/test_multiboot \
+	tests/unit/test_pci \
 	tests/unit/test_platform \
 	tests/unit/test_pvm \
+	tests/unit/test_qcow2 \
 	tests/unit/test_term \
 	tests/unit/test_serial8250 \
 	tests/unit/test_rtc \
 	tests/unit/test_size \
+	tests/unit/test_virtio_blk \
 	tests/unit/test_virtio_ccw \
+	tests/unit/test_virtio_console \
 	tests/unit/test_virtio_core \
 	tests/unit/test_virtio_mmio \
 	tests/unit/test_virtio_packed \
+	tests/unit/test_virtio_pci \
 	tests/unit/test_virtio_rng \
 	tests/unit/test_virtio_split
 
@@ -127,7 +159,7 @@ PAYLOAD_CFLAGS = -m32 -march=i686 -ffreestanding -fno-pic -fno-stack-protector \
 		 -Itests/guest
 PAYLOAD_LDFLAGS = -m32 -nostdlib -static -no-pie -Wl,--build-id=none \
 		  -Wl,-T,tests/guest/payload.ld
-PAYLOAD_NAMES = hello exit-verdict usermode smp pvm-quirks
+PAYLOAD_NAMES = hello exit-verdict usermode smp pvm-quirks reset serial-echo
 PAYLOADS = $(PAYLOAD_NAMES:%=$(B)/tests/guest/%.elf)
 PAYLOAD_COMMON = tests/guest/start.S tests/guest/lib.c
 
@@ -136,6 +168,20 @@ $(B)/tests/guest/%.elf: tests/guest/%.c $(PAYLOAD_COMMON) tests/guest/payload.ld
 	$(CC) $(PAYLOAD_CFLAGS) $(PAYLOAD_LDFLAGS) -o $@ $(PAYLOAD_COMMON) $<
 
 payloads: $(PAYLOADS)
+
+# Real-mode payloads for --boot bios: flat synthetic bzImages.
+$(B)/tests/guest/bios-%.elf: tests/guest/bios-%.S tests/guest/realmode.ld
+	@mkdir -p $(dir $@)
+	$(CC) -m32 -Wa,--fatal-warnings -nostdlib -static -no-pie \
+		-Wl,--build-id=none -Wl,-T,tests/guest/realmode.ld -o $@ $<
+
+$(B)/tests/guest/bios-%.bin: $(B)/tests/guest/bios-%.elf
+	$(OBJCOPY) -O binary $< $@
+
+check-bios: kite $(B)/tests/guest/bios-services.bin
+	@tests/integration/bios.sh ./kite $(B)/tests/guest
+
+.PHONY: check-bios
 
 check-payloads: kite $(PAYLOADS)
 	@tests/integration/payloads.sh ./kite $(B)/tests/guest
@@ -151,8 +197,9 @@ $(EXEC_STATS): tests/bench/exec-stats.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -std=gnu11 -D_GNU_SOURCE -Wall -Wextra -Werror -o $@ $<
 
-bench: kite $(PAYLOADS) $(EXEC_STATS)
+bench: kite $(PAYLOADS) $(EXEC_STATS) $(B)/tests/bench/blk-iops
 	@tests/bench/boot-payload.sh ./kite $(B)/tests/guest $(EXEC_STATS)
+	@$(BLK_IOPS)
 
 # ---- install -------------------------------------------------------------------
 MANPAGES = man/kite.1 man/kite-run.1
@@ -198,3 +245,15 @@ bench-linux: kite
 	@tests/bench/boot-linux.sh ./kite
 
 .PHONY: initramfs bench-linux
+
+# virtio-blk 4 KiB random IOPS through the device path vs. the host file
+# (tests/bench/blk-iops.c); BLK_IOPS_ARGS e.g. "-d -t 5 -f /dev/nvme0n1".
+BLK_IOPS = $(B)/tests/bench/blk-iops
+
+$(BLK_IOPS): $(B)/tests/bench/blk-iops.o $(UNIT_HELPERS) $(LIB)
+	$(CC) $(KITE_LDFLAGS) -o $@ $^ $(DEP_LIBS)
+
+bench-blk: $(BLK_IOPS)
+	@$(BLK_IOPS) $(BLK_IOPS_ARGS)
+
+.PHONY: bench-blk

@@ -26,7 +26,9 @@
 #include "arch/x86/pvm.h"
 #include "arch/x86/rtc.h"
 #include "arch/x86/serial8250.h"
+#include "virtio/console.h"
 #include "vmm/console_watch.h"
+#include "vmm/devices.h"
 #include "vmm/kvm.h"
 #include "vmm/log.h"
 #include "vmm/term.h"
@@ -149,6 +151,28 @@ static void serial_transmit(void *opaque, uint8_t byte)
 	}
 }
 
+void vm_console_output(void *opaque, const uint8_t *buf, size_t len)
+{
+	struct vm *vm = opaque;
+
+	for (size_t done = 0; done < len;) {
+		ssize_t n = write(STDOUT_FILENO, buf + done, len - done);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break; /* stdout gone: the output is lost, the VM runs on */
+		done += (size_t)n;
+	}
+	for (size_t i = 0; i < len && vm->hvc_watch; i++) {
+		enum console_event ev = console_watch_feed(vm->hvc_watch,
+							   (char)buf[i]);
+
+		if (ev != CONSOLE_EVENT_NONE)
+			console_event(vm, ev, console_watch_line(vm->hvc_watch));
+	}
+}
+
 static void serial_set_irq(void *opaque, int level)
 {
 	struct serial_port *sp = opaque;
@@ -229,8 +253,9 @@ static int setup_firmware(struct vm *vm, uint64_t *rsdp, char *err,
 	}
 
 	acpi_platform_defaults(&ap, vm->cfg->nr_vcpus);
-	/* No PCI host bridge yet: no PCI0, no MCFG. */
-	ap.ecam_base = 0;
+	/* PCI0 + MCFG + _PRT (the host bridge always exists) and the
+	 * virtio-mmio devices (LNRO0005). */
+	devices_describe(vm, &ap);
 	for (unsigned i = 0; i < 4; i++)
 		ap.com[i] = i < vm->cfg->nr_serial;
 	rc = acpi_build(&vm->mem, ACPI_TABLES_GPA, ACPI_TABLES_SIZE, &ap, rsdp);
@@ -308,10 +333,10 @@ int vm_create(struct vm *vm, const struct vm_config *cfg, char *err,
 		return vm_fail(err, errlen, -errno, "eventfd");
 
 	if (cfg->console == CONSOLE_VIRTIO) {
-		snprintf(err, errlen,
-			 "option '--console': the virtio console is not in this build yet");
-		vm->bad_input = true;
-		return -ENOTSUP;
+		/* devices_setup() puts hvc0 on vm_console_output(). */
+		vm->hvc_watch = calloc(1, sizeof(*vm->hvc_watch));
+		if (!vm->hvc_watch)
+			return vm_fail(err, errlen, -ENOMEM, "console");
 	}
 	rc = kvm_open(&vm->kvm_fd, err, errlen);
 	if (rc)
@@ -358,9 +383,13 @@ int vm_create(struct vm *vm, const struct vm_config *cfg, char *err,
 				       .debug_exit = platform_debug_exit,
 				       .reset = platform_reset,
 				       .boot_marker = platform_boot_marker,
-				       .opaque = vm });
+				       .opaque = vm,
+				       .reset_ctrl_via_pci = true });
 	if (rc)
 		return vm_fail(err, errlen, rc, "platform devices");
+	rc = devices_setup(vm, err, errlen);
+	if (rc)
+		return rc;
 	rc = setup_serial(vm, err, errlen);
 	if (rc)
 		return rc;
@@ -421,6 +450,12 @@ int vm_create(struct vm *vm, const struct vm_config *cfg, char *err,
 				 strerror(-rc));
 			return rc;
 		}
+		rc = x86_vcpu_setup_lapic(vm->vcpus[i]);
+		if (rc) {
+			snprintf(err, errlen, "vcpu%u: local APIC: %s", i,
+				 strerror(-rc));
+			return rc;
+		}
 	}
 	rc = x86_vcpu_enter(vm->vcpus[0], &entry);
 	if (rc)
@@ -452,8 +487,17 @@ static bool console_input(struct vm *vm, struct term_escape *esc)
 		}
 	}
 	for (size_t done = 0; done < n_out;) {
-		done += serial8250_receive(&vm->serial[0]->uart, out + done,
-					   n_out - done);
+		if (vm->cfg->console == CONSOLE_VIRTIO) {
+			struct virtio_console *con = devices_stdio_console(vm);
+
+			if (!con)
+				break;
+			done += virtio_console_port0_input(con, out + done,
+							   n_out - done);
+		} else {
+			done += serial8250_receive(&vm->serial[0]->uart,
+						   out + done, n_out - done);
+		}
 		if (done < n_out) {
 			/* The guest is not reading; wait a little. */
 			if (atomic_load(&vm->stopping))
@@ -464,10 +508,22 @@ static bool console_input(struct vm *vm, struct term_escape *esc)
 	return true;
 }
 
+/* --console virtio: give hvc0 the terminal's size (virtio 1.2 §5.3.6). */
+static void console_winsize(struct vm *vm)
+{
+	struct virtio_console *con = devices_stdio_console(vm);
+	struct winsize ws;
+
+	if (con && ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col &&
+	    ws.ws_row)
+		virtio_console_resize(con, ws.ws_col, ws.ws_row);
+}
+
 static void event_loop(struct vm *vm)
 {
 	struct term_escape esc = { false };
-	bool stdin_open = vm->cfg->console == CONSOLE_SERIAL;
+	bool stdin_open = vm->cfg->console == CONSOLE_SERIAL ||
+			  vm->cfg->console == CONSOLE_VIRTIO;
 	sigset_t sigs;
 	int sfd;
 
@@ -475,7 +531,9 @@ static void event_loop(struct vm *vm)
 	sigaddset(&sigs, SIGINT);
 	sigaddset(&sigs, SIGTERM);
 	sigaddset(&sigs, SIGHUP);
+	sigaddset(&sigs, SIGWINCH); /* terminal resized: hvc0's size */
 	sfd = signalfd(-1, &sigs, SFD_CLOEXEC);
+	console_winsize(vm);
 
 	while (!atomic_load(&vm->stopping)) {
 		struct pollfd p[3] = {
@@ -492,7 +550,11 @@ static void event_loop(struct vm *vm)
 		if (p[1].revents & POLLIN) {
 			struct signalfd_siginfo si;
 
-			if (read(sfd, &si, sizeof(si)) == sizeof(si)) {
+			if (read(sfd, &si, sizeof(si)) != sizeof(si)) {
+				/* nothing read: poll again */
+			} else if (si.ssi_signo == SIGWINCH) {
+				console_winsize(vm);
+			} else {
 				char msg[64];
 
 				snprintf(msg, sizeof(msg), "stopped by signal %s",
@@ -519,6 +581,7 @@ int vm_run(struct vm *vm)
 	sigaddset(&sigs, SIGINT);
 	sigaddset(&sigs, SIGTERM);
 	sigaddset(&sigs, SIGHUP);
+	sigaddset(&sigs, SIGWINCH); /* terminal resized: hvc0's size */
 	pthread_sigmask(SIG_BLOCK, &sigs, &old);
 
 	rc = vcpu_signals_init();
@@ -526,7 +589,7 @@ int vm_run(struct vm *vm)
 		kite_error("vcpu signals: %s", strerror(-rc));
 		return VM_EXIT_FAILURE;
 	}
-	if (vm->cfg->console == CONSOLE_SERIAL && term_raw_enter() < 0)
+	if (vm->cfg->console != CONSOLE_NONE && term_raw_enter() < 0)
 		kite_warn("stdin: cannot switch the terminal to raw mode");
 
 	for (unsigned i = 0; i < vm->nr_vcpus; i++) {
@@ -568,6 +631,9 @@ void vm_destroy(struct vm *vm)
 	free(vm->vcpus);
 	vm->vcpus = NULL;
 	vm->nr_vcpus = 0;
+	devices_destroy(vm);
+	free(vm->hvc_watch);
+	vm->hvc_watch = NULL;
 	for (unsigned i = 0; i < VM_CONFIG_MAX_SERIAL; i++) {
 		if (vm->serial[i]) {
 			serial8250_destroy(&vm->serial[i]->uart);

@@ -84,6 +84,29 @@ out:
 	return rc;
 }
 
+#define APIC_LVT0 0x350
+#define APIC_LVT1 0x360
+#define APIC_DM_NMI    0x400
+#define APIC_DM_EXTINT 0x700
+
+static void lapic_set_reg(struct kvm_lapic_state *l, unsigned reg, uint32_t v)
+{
+	memcpy(&l->regs[reg], &v, sizeof(v));
+}
+
+int x86_vcpu_setup_lapic(struct vcpu *vcpu)
+{
+	struct kvm_lapic_state lapic;
+
+	if (ioctl(vcpu->fd, KVM_GET_LAPIC, &lapic) < 0)
+		return -errno;
+	lapic_set_reg(&lapic, APIC_LVT0, APIC_DM_EXTINT);
+	lapic_set_reg(&lapic, APIC_LVT1, APIC_DM_NMI);
+	if (ioctl(vcpu->fd, KVM_SET_LAPIC, &lapic) < 0)
+		return -errno;
+	return 0;
+}
+
 static struct kvm_segment flat_segment(uint16_t sel, bool code, bool long64)
 {
 	struct kvm_segment s = {
@@ -97,6 +120,19 @@ static struct kvm_segment flat_segment(uint16_t sel, bool code, bool long64)
 		.s = 1,
 		.l = long64 && code,
 		.g = 1,
+	};
+	return s;
+}
+
+static struct kvm_segment real_segment(uint16_t sel, bool code)
+{
+	struct kvm_segment s = {
+		.base = (uint64_t)sel << 4,
+		.limit = 0xFFFF,
+		.selector = sel,
+		.type = code ? 0xB : 0x3, /* execute/read accessed; read/write accessed */
+		.present = 1,
+		.s = 1,
 	};
 	return s;
 }
@@ -119,9 +155,22 @@ int x86_vcpu_enter(struct vcpu *vcpu, const struct x86_boot_entry *e)
 	regs.rdi = e->rdi;
 
 	if (e->mode == X86_ENTRY_REAL16) {
-		sregs.cs.selector = e->real_cs;
-		sregs.cs.base = (uint64_t)e->real_cs << 4;
-		regs.rip = e->rip;
+		/* Every segment as a real-mode load leaves it (base = sel << 4,
+		 * 64 KiB limit, 16-bit), not only cs: the vCPU may come from
+		 * an earlier boot, and the guest relies on ds/es/ss. */
+		struct kvm_segment cs = real_segment(e->real_cs, true);
+		struct kvm_segment ds = real_segment(e->real_ds, false);
+
+		sregs.cs = cs;
+		sregs.ds = sregs.es = sregs.fs = sregs.gs = sregs.ss = ds;
+		sregs.cr0 &= ~(0x1ULL | (1ULL << 31));        /* no PE, no PG */
+		sregs.cr4 &= ~(1ULL << 5);                    /* no PAE */
+		sregs.efer &= ~((1ULL << 8) | (1ULL << 10));  /* no LME, LMA */
+		/* The real-mode IVT at 0 (Intel SDM vol. 3 §20.1.4). */
+		sregs.idt.base = 0;
+		sregs.idt.limit = 0x3FF;
+		regs.rip = e->rip & 0xFFFF;
+		regs.rsp = e->rsp & 0xFFFF;
 	} else {
 		struct kvm_segment cs = flat_segment(e->code_sel, true, long64);
 		struct kvm_segment ds = flat_segment(e->data_sel, false, long64);

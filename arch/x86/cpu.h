@@ -13,6 +13,11 @@ struct vm;
  * hypervisor bit) and set it on |vcpu|.  Returns 0 or -errno. */
 int x86_vcpu_set_cpuid(struct vm *vm, struct vcpu *vcpu);
 
+/* Put the local APIC in virtual-wire mode, as PC firmware leaves it:
+ * LINT0 = ExtINT (8259 PIC interrupts reach the CPU), LINT1 = NMI.  KVM's
+ * reset state masks both, which would leave PIC-driven guests deaf. */
+int x86_vcpu_setup_lapic(struct vcpu *vcpu);
+
 /* Load the register state described by |entry| into the boot vCPU. */
 int x86_vcpu_enter(struct vcpu *vcpu, const struct x86_boot_entry *entry);
 

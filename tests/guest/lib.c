@@ -308,7 +308,8 @@ void gdt_load_tss(const void *tss, uint32_t limit)
 static uint64_t idt[IDT_ENTRIES];
 static trap_handler_fn trap_handlers[IDT_ENTRIES];
 
-extern const uint32_t trap_stub_table[32];
+#define NR_STUBS 48       /* exceptions 0..31 and PIC IRQ vectors 32..47 */
+extern const uint32_t trap_stub_table[NR_STUBS];
 extern char trap_stub_128[];
 
 static void idt_set_gate(unsigned vector, uint32_t handler, unsigned dpl)
@@ -344,7 +345,7 @@ void cpu_tables_load(void)
 
 int trap_set_handler(unsigned vector, trap_handler_fn fn, unsigned dpl)
 {
-	if (vector >= IDT_ENTRIES || (vector >= 32 && vector != 128))
+	if (vector >= IDT_ENTRIES || (vector >= NR_STUBS && vector != 128))
 		return -1;
 	trap_handlers[vector] = fn;
 	idt_set_gate(vector, vector == 128 ? (uint32_t)(uintptr_t)trap_stub_128

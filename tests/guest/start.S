@@ -95,6 +95,10 @@ trap_stub_\vec:
 	TRAP_ERR   29
 	TRAP_ERR   30
 	TRAP_NOERR 31
+	/* 32..47: where payloads put the 8259 PICs' IRQs 0..15 */
+	.irp v, 32,33,34,35,36,37,38,39,40,41,42,43,44,45,46,47
+	TRAP_NOERR \v
+	.endr
 	TRAP_NOERR 128
 
 trap_common:
@@ -110,9 +114,9 @@ trap_common:
 	.section .rodata
 	.p2align 2
 	.globl trap_stub_table
-/* Stubs for vectors 0..31, in order; trap_stub_128 is separate. */
+/* Stubs for vectors 0..47, in order; trap_stub_128 is separate. */
 trap_stub_table:
-	.irp v, 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31
+	.irp v, 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31,32,33,34,35,36,37,38,39,40,41,42,43,44,45,46,47
 	.long trap_stub_\v
 	.endr
 

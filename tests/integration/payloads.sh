@@ -67,6 +67,30 @@ run() {
 	tr -d '\r' <"$WORK/$run_log.raw" >"$WORK/$run_log.out"
 }
 
+# run_input NAME INPUT [kite run arguments...]: like run, with INPUT
+# (printf format) on kite's stdin a second after the start (a payload resets
+# its UART's receive FIFO first), kept open a little so kite reads it.
+run_input() {
+	run_log=$1
+	input=$2
+	shift 2
+	run_cmd="printf '$input' | $KITE run $*"
+	{ sleep 1; printf "$input"; sleep 3; } | timeout --kill-after=5 "$TIMEOUT" \
+		"$KITE" run "$@" >"$WORK/$run_log.raw" 2>"$WORK/$run_log.err"
+	status=$?
+	tr -d '\r' <"$WORK/$run_log.raw" >"$WORK/$run_log.out"
+}
+
+# expect_stderr_count NAME TEXT MIN: kite's stderr has TEXT at least MIN times.
+expect_stderr_count() {
+	count=$(grep -Fc -- "$2" "$WORK/$run_log.err")
+	if [ "$count" -ge "$3" ]; then
+		ok "$1"
+	else
+		not_ok "$1" "stderr mentions '$2' $count times, wanted at least $3"
+	fi
+}
+
 # expect_status NAME WANT: one check on the status of the last run.
 expect_status() {
 	if [ "$status" -eq "$2" ]; then
@@ -152,6 +176,35 @@ expect_line "pvm-quirks: int3 traps with EIP after it" "int3: ok"
 expect_line "pvm-quirks: int \$0x80 reaches its gate" "int 0x80: ok"
 expect_line "pvm-quirks: fwait and fences continue" "fwait, fences: ok"
 expect_line "pvm-quirks: ldmxcsr/stmxcsr round-trip" "ldmxcsr/stmxcsr: ok"
+
+# ---- serial-echo: console input reaches COM1 and raises IRQ 4 --------------
+run_input serial-echo 'kite\n' -k "$PAYLOAD_DIR/serial-echo.elf"
+expect_status "serial-echo: exits PASS" $STATUS_PASS
+expect_line "serial-echo: IIR reports received data, IRQ 4 at the PIC" "iir: 0xc4, pic irr: 0x10"
+expect_line "serial-echo: the line typed on stdin arrives" "got: kite"
+run_input serial-echo-irq 'kite\n' -k "$PAYLOAD_DIR/serial-echo.elf" -p deliver=1
+expect_status "serial-echo: the IRQ 4 handler receives the line" $STATUS_PASS
+expect_line "serial-echo: the handler's line is echoed" "got: kite"
+# Ctrl-A x quits before the guest sees anything.
+run_input ctrl-a-x '\001x' -k "$PAYLOAD_DIR/serial-echo.elf"
+expect_status "console: Ctrl-A x ends kite with status 0" 0
+
+# ---- reset: each reset path ends the VM with its status --------------------
+run reset-i8042 -k "$PAYLOAD_DIR/reset.elf" -p how=i8042
+expect_status "reset: i8042 0xFE exits 0" 0
+expect_stderr "reset: i8042 reset is reported" "guest reset (i8042 reset pulse)"
+run reset-cf9 -k "$PAYLOAD_DIR/reset.elf" -p how=cf9
+expect_status "reset: 0xCF9 exits 0" 0
+expect_stderr "reset: 0xCF9 reset is reported" "reset control register 0xCF9"
+run reset-triple -k "$PAYLOAD_DIR/reset.elf" -p how=triple
+expect_status "reset: triple fault exits 6" 6
+expect_stderr "reset: triple fault is reported" "triple fault"
+# --reboot=restart boots the VM again after each reset.
+saved_timeout=$TIMEOUT
+TIMEOUT=8
+run reset-restart -k "$PAYLOAD_DIR/reset.elf" -p how=i8042 --reboot=restart
+TIMEOUT=$saved_timeout
+expect_stderr_count "reset: --reboot=restart boots again" "guest reset (i8042 reset pulse)" 2
 
 # ---- kite's own errors -------------------------------------------------------
 missing="$WORK/no-such-kernel.elf"
