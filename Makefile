@@ -53,6 +53,7 @@ ARCH_SRCS = \
 	arch/x86/elf.c \
 	arch/x86/emulate.c \
 	arch/x86/kernel_unpack.c \
+	arch/x86/ksyms.c \
 	arch/x86/linux.c \
 	arch/x86/loader.c \
 	arch/x86/mptable.c \
@@ -117,6 +118,7 @@ UNIT_TESTS = \
 	tests/unit/test_cli \
 	tests/unit/test_console_watch \
 	tests/unit/test_emulate \
+	tests/unit/test_ksyms \
 	tests/unit/test_linux_loader \
 	tests/unit/test_memory \
 	tests/unit/test_multiboot \

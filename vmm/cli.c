@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "vmm/devices.h"
 #include "vmm/log.h"
 #include "vmm/size.h"
 
@@ -20,6 +21,8 @@ enum {
 	OPT_HUGETLB,
 	OPT_REBOOT,
 	OPT_BOOT,
+	OPT_DEVICE,
+	OPT_TRANSPORT,
 };
 
 static const struct option run_options[] = {
@@ -35,6 +38,9 @@ static const struct option run_options[] = {
 	{ "hugetlb", required_argument, NULL, OPT_HUGETLB },
 	{ "reboot", required_argument, NULL, OPT_REBOOT },
 	{ "boot", required_argument, NULL, OPT_BOOT },
+	{ "device", required_argument, NULL, OPT_DEVICE },
+	{ "disk", required_argument, NULL, 'd' },
+	{ "transport", required_argument, NULL, OPT_TRANSPORT },
 	{ "verbose", no_argument, NULL, 'v' },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
@@ -55,7 +61,15 @@ void cli_run_usage(void *out)
 	      "      --serial N        number of 8250 ports, COM1..COMN (1-4)\n"
 	      "      --hugetlb DIR     back guest RAM with a file in hugetlbfs DIR\n"
 	      "      --reboot ACTION   on guest reset: exit (default) or restart\n"
-	      "      --boot PROTOCOL   Linux entry: linux64 (default), pvh, bzimage64\n"
+	      "      --boot PROTOCOL   Linux entry: linux64 (default), pvh, bzimage64,\n"
+	      "                        bios\n"
+	      "      --device KIND[,transport=T][,KEY=VALUE]...\n"
+	      "                        add a virtio device (repeatable); KIND: rng\n"
+	      "  -d, --disk PATH[,ro][,format=raw|qcow2][,serial=S][,cache=C]\n"
+	      "                        add a virtio-blk disk (repeatable); C:\n"
+	      "                        writeback (default), writethrough, none, unsafe\n"
+	      "      --transport T     default device transport: pci (default),\n"
+	      "                        pci-transitional, pci-legacy, mmio\n"
 	      "  -v, --verbose         say what kite is doing\n"
 	      "  -h, --help            show this help\n\n"
 	      "Press Ctrl-A x to quit.  See kite-run(1).\n",
@@ -84,6 +98,120 @@ static enum cli_result check_file(const char *what, const char *path,
 	return CLI_OK;
 }
 
+static int parse_transport(const char *s, enum device_transport *t)
+{
+	if (strcmp(s, "pci") == 0)
+		*t = TRANSPORT_PCI;
+	else if (strcmp(s, "pci-transitional") == 0)
+		*t = TRANSPORT_PCI_TRANSITIONAL;
+	else if (strcmp(s, "pci-legacy") == 0)
+		*t = TRANSPORT_PCI_LEGACY;
+	else if (strcmp(s, "mmio") == 0)
+		*t = TRANSPORT_MMIO;
+	else
+		return -EINVAL;
+	return 0;
+}
+
+#define TRANSPORT_NAMES "pci, pci-transitional, pci-legacy, mmio"
+
+/* --device KIND[,transport=T][,KEY=VALUE]...: the text is copied into the
+ * device_config and split there; the kind checks its own parameters. */
+static enum cli_result parse_device(const char *arg, struct vm_config *cfg,
+				    char *err, size_t errlen)
+{
+	struct device_config *dc;
+	char *p, *next;
+
+	if (cfg->nr_devices >= VM_CONFIG_MAX_DEVICES)
+		return fail(err, errlen, "option '--device': at most %d devices",
+			    VM_CONFIG_MAX_DEVICES);
+	dc = &cfg->devices[cfg->nr_devices];
+	memset(dc, 0, sizeof(*dc));
+	if (strlen(arg) >= sizeof(dc->text))
+		return fail(err, errlen, "option '--device': '%s' is too long",
+			    arg);
+	strcpy(dc->text, arg);
+	next = strchr(dc->text, ',');
+	if (next)
+		*next++ = '\0';
+	dc->kind = devices_find_kind(dc->text);
+	if (!dc->kind)
+		return fail(err, errlen,
+			    "option '--device': unknown kind '%s' (%s)",
+			    dc->text, devices_kind_names());
+	while ((p = next) != NULL) {
+		char *value;
+		char reason[160] = "";
+
+		next = strchr(p, ',');
+		if (next)
+			*next++ = '\0';
+		value = strchr(p, '=');
+		if (!value || value == p)
+			return fail(err, errlen,
+				    "option '--device': '%s' is not KEY=VALUE", p);
+		*value++ = '\0';
+		if (strcmp(p, "transport") == 0) {
+			if (parse_transport(value, &dc->transport))
+				return fail(err, errlen,
+					    "option '--device': unknown transport '%s' (" TRANSPORT_NAMES ")",
+					    value);
+			continue;
+		}
+		if (!dc->kind->check_param)
+			return fail(err, errlen,
+				    "option '--device': %s takes no parameter '%s'",
+				    dc->kind->name, p);
+		if (dc->kind->check_param(p, value, reason, sizeof(reason)))
+			return fail(err, errlen, "option '--device': %s: %s",
+				    dc->kind->name, reason);
+		if (dc->nr_params >= VM_CONFIG_MAX_DEVICE_PARAMS)
+			return fail(err, errlen,
+				    "option '--device': too many parameters");
+		dc->params[dc->nr_params].key = (uint8_t)(p - dc->text);
+		dc->params[dc->nr_params].value = (uint8_t)(value - dc->text);
+		dc->nr_params++;
+	}
+	cfg->nr_devices++;
+	return CLI_OK;
+}
+
+/* -d PATH[,ro][,KEY=VALUE]...: shorthand for
+ * --device blk,path=PATH[,ro=on][,KEY=VALUE]... (PATH without commas). */
+static enum cli_result parse_disk(const char *arg, struct vm_config *cfg,
+				  char *err, size_t errlen)
+{
+	char text[sizeof(cfg->devices[0].text)], copy[sizeof(text)];
+	char *p, *next;
+	size_t n;
+
+	if (strlen(arg) >= sizeof(copy) || !*arg || *arg == ',')
+		return fail(err, errlen, "option '--disk': invalid disk '%s'",
+			    arg);
+	strcpy(copy, arg);
+	next = copy;
+	n = (size_t)snprintf(text, sizeof(text), "blk");
+	for (int first = 1; (p = next) != NULL; first = 0) {
+		next = strchr(p, ',');
+		if (next)
+			*next++ = '\0';
+		if (first)
+			n += (size_t)snprintf(text + n, sizeof(text) - n,
+					      ",path=%s", p);
+		else if (strcmp(p, "ro") == 0)
+			n += (size_t)snprintf(text + n, sizeof(text) - n,
+					      ",ro=on");
+		else
+			n += (size_t)snprintf(text + n, sizeof(text) - n, ",%s",
+					      p);
+		if (n >= sizeof(text))
+			return fail(err, errlen,
+				    "option '--disk': '%s' is too long", arg);
+	}
+	return parse_device(text, cfg, err, errlen);
+}
+
 enum cli_result cli_parse_run(int argc, char **argv, struct vm_config *cfg,
 			      char *err, size_t errlen)
 {
@@ -99,7 +227,7 @@ enum cli_result cli_parse_run(int argc, char **argv, struct vm_config *cfg,
 
 	optind = 0; /* full reinitialisation: the tests parse many times */
 	opterr = 0; /* we print our own one-line errors */
-	while ((opt = getopt_long(argc, argv, ":k:i:p:m:c:n:vh", run_options,
+	while ((opt = getopt_long(argc, argv, ":k:i:p:m:c:n:d:vh", run_options,
 				  NULL)) != -1) {
 		int rc;
 
@@ -176,9 +304,25 @@ enum cli_result cli_parse_run(int argc, char **argv, struct vm_config *cfg,
 				cfg->boot = BOOT_PVH;
 			else if (strcmp(optarg, "bzimage64") == 0)
 				cfg->boot = BOOT_BZIMAGE64;
+			else if (strcmp(optarg, "bios") == 0)
+				cfg->boot = BOOT_BIOS;
 			else
 				return fail(err, errlen,
-					    "option '--boot': unknown protocol '%s' (linux64, pvh, bzimage64)",
+					    "option '--boot': unknown protocol '%s' (linux64, pvh, bzimage64, bios)",
+					    optarg);
+			break;
+		case OPT_DEVICE:
+			if (parse_device(optarg, cfg, err, errlen))
+				return CLI_ERROR;
+			break;
+		case 'd':
+			if (parse_disk(optarg, cfg, err, errlen))
+				return CLI_ERROR;
+			break;
+		case OPT_TRANSPORT:
+			if (parse_transport(optarg, &cfg->default_transport))
+				return fail(err, errlen,
+					    "option '--transport': unknown transport '%s' (" TRANSPORT_NAMES ")",
 					    optarg);
 			break;
 		case 'v':
@@ -195,7 +339,7 @@ enum cli_result cli_parse_run(int argc, char **argv, struct vm_config *cfg,
 			 * would name the previous argument; getopt puts the
 			 * character in optopt (0 for a bad long option). */
 			if (optopt > 0 && optopt < 0x80 &&
-			    !strchr("kipmcnvh", optopt))
+			    !strchr("kipmcndvh", optopt))
 				return fail(err, errlen, "unknown option '-%c'",
 					    optopt);
 			return fail(err, errlen, "unknown option '%s'",

@@ -8,6 +8,8 @@
 
 #define VM_CONFIG_MAX_VCPUS 64
 #define VM_CONFIG_MAX_SERIAL 4
+#define VM_CONFIG_MAX_DEVICES 16
+#define VM_CONFIG_MAX_DEVICE_PARAMS 8
 
 enum console_kind {
 	CONSOLE_SERIAL,   /* COM1 on stdio (default) */
@@ -25,6 +27,32 @@ enum boot_protocol {
 	BOOT_LINUX64,     /* Linux: host-unpacked vmlinux, 64-bit entry */
 	BOOT_PVH,         /* Linux: host-unpacked vmlinux, PVH entry */
 	BOOT_BZIMAGE64,   /* Linux: bzImage as is, guest decompresses */
+	BOOT_BIOS,        /* Linux: bzImage real-mode entry via Kite's BIOS */
+};
+
+/* How a virtio device reaches the guest (--device ...,transport=T). */
+enum device_transport {
+	TRANSPORT_DEFAULT = 0,      /* --transport, else pci */
+	TRANSPORT_PCI,              /* virtio-pci modern (1.x only) */
+	TRANSPORT_PCI_TRANSITIONAL, /* virtio-pci modern + legacy I/O BAR */
+	TRANSPORT_PCI_LEGACY,       /* virtio-pci legacy (0.9.5) only */
+	TRANSPORT_MMIO,             /* virtio-mmio version 2, in ACPI */
+};
+
+struct device_kind; /* vmm/devices.h */
+
+/* One --device: its kind (looked up and checked while parsing), its
+ * transport and the kind's own KEY=VALUE parameters, already split and
+ * validated by the kind's check hook. */
+struct device_config {
+	const struct device_kind *kind;
+	enum device_transport transport;
+	unsigned nr_params;
+	struct {
+		uint8_t key, value;    /* offsets into text[] */
+	} params[VM_CONFIG_MAX_DEVICE_PARAMS];
+	char text[240];            /* "key\0value\0..." (no pointers, so a
+				      vm_config can be copied) */
 };
 
 struct vm_config {
@@ -39,6 +67,9 @@ struct vm_config {
 	const char *hugetlb_dir;   /* --hugetlb DIR, or NULL */
 	enum reboot_action reboot; /* --reboot=exit|restart */
 	enum boot_protocol boot;   /* --boot */
+	enum device_transport default_transport; /* --transport */
+	unsigned nr_devices;       /* --device, in command-line order */
+	struct device_config devices[VM_CONFIG_MAX_DEVICES];
 };
 
 #endif

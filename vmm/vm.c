@@ -19,6 +19,7 @@
 
 #include "arch/x86/acpi.h"
 #include "arch/x86/cpu.h"
+#include "arch/x86/ksyms.h"
 #include "arch/x86/loader.h"
 #include "arch/x86/mptable.h"
 #include "arch/x86/platform.h"
@@ -420,6 +421,15 @@ int vm_create(struct vm *vm, const struct vm_config *cfg, char *err,
 			vm->bad_input = rc != -ENOMEM && rc != -EFAULT;
 			return rc;
 		}
+		/* Optional: names guest code in emulation-failure reports. */
+		if (ctx.kernel_version[0]) {
+			vm->ksyms = calloc(1, sizeof(*vm->ksyms));
+			if (vm->ksyms && ksyms_load_for_kernel(vm->ksyms,
+					cfg->kernel_path, ctx.kernel_version) < 0) {
+				free(vm->ksyms);
+				vm->ksyms = NULL;
+			}
+		}
 		vm->pvm_profile = ctx.pvm_profile &&
 				  (vm->kernel_format == X86_KERNEL_BZIMAGE ||
 				   vm->kernel_format == X86_KERNEL_ELF64);
@@ -643,6 +653,11 @@ void vm_destroy(struct vm *vm)
 	}
 	free(vm->platform);
 	vm->platform = NULL;
+	if (vm->ksyms) {
+		ksyms_free(vm->ksyms);
+		free(vm->ksyms);
+		vm->ksyms = NULL;
+	}
 	if (vm->pm) {
 		pm_destroy(vm->pm);
 		free(vm->pm);

@@ -29,6 +29,9 @@ struct serial_port;
 struct x86_platform;
 struct rtc;
 struct pm_device;
+struct ksyms;
+struct vm_devices;
+struct console_watch;
 
 /* Why the VM stopped; decides kite's exit status (see kite-run(1)). */
 enum vm_stop_reason {
@@ -56,6 +59,9 @@ struct vm {
 	struct x86_platform *platform;
 	struct rtc *rtc;
 	struct pm_device *pm;
+	struct ksyms *ksyms;             /* guest kernel symbols, or NULL */
+	struct vm_devices *devices;      /* PCI host, IRQ routing, virtio */
+	struct console_watch *hvc_watch; /* --console virtio: hvc0 output */
 	int kernel_format;               /* enum x86_kernel_format */
 	bool pvm_profile;                /* Linux guest on a PVM host */
 	bool reached_init;               /* console said "Run /init" */
@@ -73,6 +79,11 @@ struct vm {
  * the object in |err|.  vm_destroy() is safe after a failed vm_create(). */
 int vm_create(struct vm *vm, const struct vm_config *cfg, char *err,
 	      size_t errlen);
+/* --console virtio: the guest's hvc0 output (port 0 of the virtio
+ * console; |vm| is the struct vm).  Writes it to stdout and watches it
+ * for the kernel messages kite acts on, like COM1's.  Called from the
+ * console's queue thread and vCPU threads, never concurrently. */
+void vm_console_output(void *vm, const uint8_t *buf, size_t len);
 /* Run until stopped; returns kite's exit status. */
 int vm_run(struct vm *vm);
 void vm_destroy(struct vm *vm);

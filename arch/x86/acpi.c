@@ -588,9 +588,10 @@ static int acpi_platform_check(const struct acpi_platform *p)
 		return -EINVAL;
 	if (!p->pm1_evt_port || !p->pm1_cnt_port)
 		return -EINVAL;
-	if (p->pm1_evt_port > 0xFFFF - PM1_EVT_LEN ||
-	    p->pm1_cnt_port > 0xFFFF - PM1_CNT_LEN ||
-	    p->pm_tmr_port > 0xFFFF - PM_TMR_LEN)
+	/* each block must end at or below port 0xFFFF */
+	if (p->pm1_evt_port > 0x10000 - PM1_EVT_LEN ||
+	    p->pm1_cnt_port > 0x10000 - PM1_CNT_LEN ||
+	    p->pm_tmr_port > 0x10000 - PM_TMR_LEN)
 		return -EINVAL;
 	if (p->ecam_base) {
 		if (p->ecam_base & 0xFFFFF || p->ecam_bus_end > 255)

@@ -19,6 +19,7 @@ struct x86_boot_entry {
 	enum x86_entry_mode mode;
 	uint64_t rip;          /* entry point (linear; cs base 0 except REAL16) */
 	uint16_t real_cs;      /* REAL16 only: cs selector (base = cs << 4) */
+	uint16_t real_ds;      /* REAL16 only: ds, es, fs, gs and ss */
 	uint64_t rsp;
 	uint64_t rax, rbx, rsi, rdi;
 	uint64_t cr3;          /* LONG64: guest-physical PML4 built by the loader */

@@ -8,6 +8,7 @@
 #include <sys/ioctl.h>
 
 #include "arch/x86/emulate.h"
+#include "arch/x86/ksyms.h"
 #include "arch/x86/pvm.h"
 #include "vmm/log.h"
 #include "vmm/vcpu.h"
@@ -210,10 +211,18 @@ bool x86_vcpu_handle_internal_error(struct vcpu *vcpu)
 	}
 	memset(&regs, 0, sizeof(regs));
 	ioctl(vcpu->fd, KVM_GET_REGS, &regs);
-	n = snprintf(msg, sizeof(msg),
-		     "vcpu%u: KVM internal error, suberror %u, at rip 0x%llx",
-		     vcpu->id, run->internal.suberror,
-		     (unsigned long long)regs.rip);
+	{
+		char sym[160];
+		const char *where = vcpu->vm->ksyms
+			? ksyms_describe(vcpu->vm->ksyms, regs.rip, sym, sizeof(sym))
+			: NULL;
+
+		n = snprintf(msg, sizeof(msg),
+			     "vcpu%u: KVM internal error, suberror %u, at rip 0x%llx%s%s",
+			     vcpu->id, run->internal.suberror,
+			     (unsigned long long)regs.rip, where ? " in " : "",
+			     where ? where : "");
+	}
 	if (run->internal.suberror == KVM_INTERNAL_ERROR_EMULATION &&
 	    run->emulation_failure.ndata >= 3 &&
 	    (run->emulation_failure.flags &

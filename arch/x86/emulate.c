@@ -324,6 +324,8 @@ static int inject_event(struct vcpu *v, const struct x86_insn *insn)
  * image (SDM Vol. 1 §10.5.1).  KVM_GET/SET_XSAVE is used rather than
  * KVM_GET/SET_FPU: on PVM hosts the latter does not carry MXCSR. */
 #define XSAVE_MXCSR_OFFSET 24
+#define XSAVE_XSTATE_BV_OFFSET 512
+#define XFEATURE_SSE_BIT 0x2
 
 static int do_mxcsr(struct vcpu *v, const struct x86_insn *insn)
 {
@@ -343,6 +345,10 @@ static int do_mxcsr(struct vcpu *v, const struct x86_insn *insn)
 	if (val & ~MXCSR_VALID_BITS)
 		return -EINVAL; /* the CPU would raise #GP */
 	memcpy((uint8_t *)xs.region + XSAVE_MXCSR_OFFSET, &val, 4);
+	/* The kernel takes MXCSR from the image only when XSTATE_BV (byte 512
+	 * of the image) marks SSE state as present; in the init state it
+	 * would restore the default 0x1f80 instead (SDM Vol. 1 §13.8.1). */
+	((uint8_t *)xs.region)[XSAVE_XSTATE_BV_OFFSET] |= XFEATURE_SSE_BIT;
 	if (ioctl(v->fd, KVM_SET_XSAVE, &xs) < 0)
 		return -errno;
 	return 0;

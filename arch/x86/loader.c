@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "arch/x86/bios.h"
 #include "arch/x86/linux.h"
 #include "arch/x86/multiboot.h"
 #include "arch/x86/pvm.h"
@@ -74,7 +75,7 @@ enum x86_kernel_format x86_kernel_detect(const uint8_t *image, size_t size)
 }
 
 static int load_linux(struct guest_memory *mem, const struct vm_config *cfg,
-		      const struct x86_load_context *ctx,
+		      struct x86_load_context *ctx,
 		      struct x86_boot_entry *entry, char *err, size_t errlen)
 {
 	static const enum x86_linux_boot protocols[] = {
@@ -105,6 +106,9 @@ static int load_linux(struct guest_memory *mem, const struct vm_config *cfg,
 	}
 	rc = x86_linux_load(mem, &p, entry, &info, err, errlen);
 	if (!rc)
+		snprintf(ctx->kernel_version, sizeof(ctx->kernel_version), "%s",
+			 info.kernel_version);
+	if (!rc)
 		kite_info("kernel '%s': Linux %s, %s payload %llu -> %llu bytes%s, unpacked in %.0f ms, loaded at 0x%llx-0x%llx, entry 0x%llx",
 			  cfg->kernel_path, info.kernel_version,
 			  info.compression,
@@ -119,8 +123,66 @@ static int load_linux(struct guest_memory *mem, const struct vm_config *cfg,
 	return rc;
 }
 
+/* --boot bios: the bzImage's own real-mode setup code, through Kite's
+ * BIOS (bios.h). */
+static int load_linux_bios(struct guest_memory *mem,
+			   const struct vm_config *cfg,
+			   const struct x86_load_context *ctx,
+			   const uint8_t *image, size_t size,
+			   struct x86_boot_entry *entry, char *err,
+			   size_t errlen)
+{
+	struct x86_bios_linux_params p = {
+		.kernel_path = cfg->kernel_path,
+		.image = image,
+		.image_size = size,
+		.initrd_path = cfg->initrd_path,
+		.cmdline = cfg->cmdline,
+	};
+	struct x86_bios_linux_info info;
+	uint8_t *initrd = NULL;
+	size_t initrd_size = 0;
+	char *cmdline = NULL;
+	int rc;
+
+	if (cfg->initrd_path) {
+		rc = x86_read_file(cfg->initrd_path, &initrd, &initrd_size);
+		if (rc) {
+			snprintf(err, errlen, "initrd '%s': %s",
+				 cfg->initrd_path, strerror(-rc));
+			return rc;
+		}
+		p.initrd = initrd;
+		p.initrd_size = initrd_size;
+	}
+	if (ctx->pvm_profile) {
+		size_t len = strlen(cfg->cmdline) + strlen(pvm_kernel_params) + 2;
+
+		cmdline = malloc(len);
+		if (!cmdline) {
+			free(initrd);
+			return -ENOMEM;
+		}
+		pvm_cmdline(cfg->cmdline, cmdline, len);
+		p.cmdline = cmdline;
+	}
+	rc = x86_bios_load_linux(mem, &p, entry, &info, err, errlen);
+	if (!rc)
+		kite_info("kernel '%s': Linux %s, boot protocol %u.%02u, BIOS boot: setup %u bytes at 0x%llx, kernel %u bytes at 0x%llx (room to 0x%llx), entry %04x:0000 in real mode",
+			  cfg->kernel_path, info.kernel_version,
+			  info.protocol_version >> 8,
+			  info.protocol_version & 0xFF, info.setup_size,
+			  X86_BIOS_SETUP_GPA, info.kernel_size,
+			  X86_BIOS_KERNEL_GPA,
+			  (unsigned long long)info.kernel_end,
+			  entry->real_cs);
+	free(cmdline);
+	free(initrd);
+	return rc;
+}
+
 int x86_load_kernel(struct guest_memory *mem, const struct vm_config *cfg,
-		    const struct x86_load_context *ctx,
+		    struct x86_load_context *ctx,
 		    struct x86_boot_entry *entry,
 		    enum x86_kernel_format *format, char *err, size_t errlen)
 {
@@ -136,6 +198,19 @@ int x86_load_kernel(struct guest_memory *mem, const struct vm_config *cfg,
 		return rc;
 	}
 	*format = x86_kernel_detect(image, size);
+	if (cfg->boot == BOOT_BIOS) {
+		if (*format != X86_KERNEL_BZIMAGE) {
+			snprintf(err, errlen,
+				 "kernel '%s': option '--boot bios' needs a bzImage",
+				 cfg->kernel_path);
+			rc = -EINVAL;
+		} else {
+			rc = load_linux_bios(mem, cfg, ctx, image, size, entry,
+					     err, errlen);
+		}
+		free(image);
+		return rc;
+	}
 	if (*format == X86_KERNEL_BZIMAGE || *format == X86_KERNEL_ELF64) {
 		free(image);
 		return load_linux(mem, cfg, ctx, entry, err, errlen);

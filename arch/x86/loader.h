@@ -24,13 +24,15 @@ enum x86_kernel_format x86_kernel_detect(const uint8_t *image, size_t size);
 struct x86_load_context {
 	uint64_t rsdp_gpa;    /* ACPI RSDP already written to guest memory */
 	bool pvm_profile;     /* add the PVM kernel parameters (arch/x86/pvm.h) */
+	/* Filled in: the Linux kernel's version string ("" otherwise). */
+	char kernel_version[128];
 };
 
 /* Load cfg->kernel_path (and initrd, command line) into |mem| and fill
  * |entry|; *format says what the kernel was.  Returns 0 or -errno with
  * "kernel 'PATH': reason" (or "initrd 'PATH': ...") in |err|. */
 int x86_load_kernel(struct guest_memory *mem, const struct vm_config *cfg,
-		    const struct x86_load_context *ctx,
+		    struct x86_load_context *ctx,
 		    struct x86_boot_entry *entry,
 		    enum x86_kernel_format *format, char *err, size_t errlen);
 

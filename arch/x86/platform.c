@@ -46,26 +46,32 @@ static const struct bus_ops i8042_data_ops = { .read = i8042_read,
 static const struct bus_ops i8042_cmd_ops = { .read = i8042_read,
 					      .write = i8042_cmd_write };
 
+uint8_t x86_platform_reset_ctrl_read(struct x86_platform *p)
+{
+	return p->reset_ctrl;
+}
+
+void x86_platform_reset_ctrl_write(struct x86_platform *p, uint8_t value)
+{
+	p->reset_ctrl = value & 0x0E;
+	if (value & RESET_CTRL_RESET)
+		p->ev.reset(p->ev.opaque, "reset control register 0xCF9");
+}
+
 static void reset_ctrl_read(void *opaque, uint64_t offset, unsigned size,
 			    uint64_t *value)
 {
-	struct x86_platform *p = opaque;
-
 	(void)offset;
 	(void)size;
-	*value = p->reset_ctrl;
+	*value = x86_platform_reset_ctrl_read(opaque);
 }
 
 static void reset_ctrl_write(void *opaque, uint64_t offset, unsigned size,
 			     uint64_t value)
 {
-	struct x86_platform *p = opaque;
-
 	(void)offset;
 	(void)size;
-	p->reset_ctrl = (uint8_t)value & 0x0E;
-	if (value & RESET_CTRL_RESET)
-		p->ev.reset(p->ev.opaque, "reset control register 0xCF9");
+	x86_platform_reset_ctrl_write(opaque, (uint8_t)value);
 }
 
 static const struct bus_ops reset_ctrl_ops = { .read = reset_ctrl_read,
@@ -110,7 +116,7 @@ int x86_platform_init(struct x86_platform *p, struct bus *pio,
 	if (!rc)
 		rc = bus_register(pio, X86_I8042_CMD_PORT, 1, &i8042_cmd_ops, p,
 				  "i8042-command");
-	if (!rc)
+	if (!rc && !ev->reset_ctrl_via_pci)
 		rc = bus_register(pio, X86_RESET_CTRL_PORT, 1, &reset_ctrl_ops,
 				  p, "reset-control");
 	if (!rc)

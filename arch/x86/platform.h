@@ -2,13 +2,17 @@
  * that guests poke during boot:
  *   0xF4        debug exit (QEMU isa-debug-exit compatible): v → (v<<1)|1
  *   0x60, 0x64  i8042 keyboard controller; 0xFE to 0x64 pulses reset
- *   0xCF9       reset control register (bit 2 = reset)
+ *   0xCF9       reset control register (bit 2 = reset); with a PCI host
+ *               the byte sits inside the host's 0xCF8-0xCFB config
+ *               address range, so the host forwards it here
+ *               (x86_platform_reset_ctrl_read/_write)
  *   0x80        POST code: ignored
  *   0x440       boot-timing marker: a write logs the time since kite's exec
  */
 #ifndef KITE_ARCH_X86_PLATFORM_H
 #define KITE_ARCH_X86_PLATFORM_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "vmm/bus.h"
@@ -30,6 +34,9 @@ struct x86_platform_events {
 	void (*reset)(void *opaque, const char *source);
 	void (*boot_marker)(void *opaque, uint8_t value); /* may be NULL */
 	void *opaque;
+	/* Do not register 0xCF9 on the bus: the PCI host owns 0xCF8-0xCFB
+	 * and forwards byte accesses at 0xCF9 to the functions below. */
+	bool reset_ctrl_via_pci;
 };
 
 struct x86_platform {
@@ -41,5 +48,9 @@ struct x86_platform {
 /* Register the ports on |pio|. */
 int x86_platform_init(struct x86_platform *p, struct bus *pio,
 		      const struct x86_platform_events *ev);
+
+/* The reset control register (0xCF9) for whoever decodes that port. */
+uint8_t x86_platform_reset_ctrl_read(struct x86_platform *p);
+void x86_platform_reset_ctrl_write(struct x86_platform *p, uint8_t value);
 
 #endif

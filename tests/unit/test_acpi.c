@@ -822,6 +822,14 @@ START_TEST(test_acpi_build_rejects_bad_input)
 	p.sci_gsi = 2;
 	ck_assert_int_eq(acpi_build(&mem, ACPI_TABLES_GPA, ACPI_TABLES_SIZE,
 				    &p, &rsdp), -EINVAL);
+	/* a PM block must end at or below port 0xFFFF */
+	p.sci_gsi = 9;
+	p.pm1_evt_port = 0xFFFC;
+	ck_assert_int_eq(acpi_build(&mem, ACPI_TABLES_GPA, ACPI_TABLES_SIZE,
+				    &p, &rsdp), 0);
+	p.pm1_evt_port = 0xFFFD;
+	ck_assert_int_eq(acpi_build(&mem, ACPI_TABLES_GPA, ACPI_TABLES_SIZE,
+				    &p, &rsdp), -EINVAL);
 }
 END_TEST
 

@@ -9,6 +9,7 @@
 
 #include "tests/unit/unit.h"
 #include "vmm/cli.h"
+#include "vmm/devices.h"
 #include "vmm/log.h"
 
 /* A scratch directory holding a readable kernel and initrd. */
@@ -363,6 +364,184 @@ START_TEST(result_codes)
 }
 END_TEST
 
+/* ---- --device / --transport ---- */
+
+START_TEST(devices_default_to_none_and_pci)
+{
+	ck_assert_int_eq(PARSE("-k", kernel), CLI_OK);
+	ck_assert_uint_eq(cfg.nr_devices, 0);
+	ck_assert_int_eq(cfg.default_transport, TRANSPORT_DEFAULT);
+}
+END_TEST
+
+START_TEST(device_option_is_repeatable_with_transports)
+{
+	ck_assert_int_eq(PARSE("-k", kernel, "--device", "rng",
+			       "--device", "rng,transport=mmio",
+			       "--device=rng,transport=pci-legacy",
+			       "--device", "rng,transport=pci-transitional",
+			       "--device", "rng,transport=pci"),
+			 CLI_OK);
+	ck_assert_uint_eq(cfg.nr_devices, 5);
+	ck_assert_ptr_eq(cfg.devices[0].kind, devices_find_kind("rng"));
+	ck_assert_str_eq(cfg.devices[0].kind->name, "rng");
+	ck_assert_int_eq(cfg.devices[0].transport, TRANSPORT_DEFAULT);
+	ck_assert_int_eq(cfg.devices[1].transport, TRANSPORT_MMIO);
+	ck_assert_int_eq(cfg.devices[2].transport, TRANSPORT_PCI_LEGACY);
+	ck_assert_int_eq(cfg.devices[3].transport, TRANSPORT_PCI_TRANSITIONAL);
+	ck_assert_int_eq(cfg.devices[4].transport, TRANSPORT_PCI);
+	ck_assert_uint_eq(cfg.devices[1].nr_params, 0);
+}
+END_TEST
+
+START_TEST(transport_option_sets_the_default)
+{
+	ck_assert_int_eq(PARSE("-k", kernel, "--transport", "mmio", "--device",
+			       "rng"), CLI_OK);
+	ck_assert_int_eq(cfg.default_transport, TRANSPORT_MMIO);
+	ck_assert_int_eq(PARSE("-k", kernel, "--transport=pci-legacy"), CLI_OK);
+	ck_assert_int_eq(cfg.default_transport, TRANSPORT_PCI_LEGACY);
+	ck_assert_error(PARSE("-k", kernel, "--transport", "ccw"), "--transport");
+	ck_assert_msg(strstr(err, "ccw") != NULL, "%s", err);
+}
+END_TEST
+
+START_TEST(bad_device_values)
+{
+	ck_assert_error(PARSE("-k", kernel, "--device", "floppy"), "--device");
+	ck_assert_msg(strstr(err, "floppy") && strstr(err, "rng"), "%s", err);
+	ck_assert_error(PARSE("-k", kernel, "--device", ""), "--device");
+	ck_assert_error(PARSE("-k", kernel, "--device", "rng,transport=usb"),
+			"usb");
+	ck_assert_error(PARSE("-k", kernel, "--device", "rng,transport"),
+			"--device");
+	ck_assert_error(PARSE("-k", kernel, "--device", "rng,=x"), "--device");
+	ck_assert_error(PARSE("-k", kernel, "--device", "rng,"), "--device");
+	/* rng takes no parameters of its own. */
+	ck_assert_error(PARSE("-k", kernel, "--device", "rng,path=/dev/null"),
+			"path");
+	ck_assert_error(PARSE("-k", kernel, "--device"), "--device");
+}
+END_TEST
+
+START_TEST(too_many_devices_refused)
+{
+	const char *args[2 + 2 * (VM_CONFIG_MAX_DEVICES + 1) + 1];
+	int n = 0;
+
+	args[n++] = "-k";
+	args[n++] = kernel;
+	for (int i = 0; i < VM_CONFIG_MAX_DEVICES; i++) {
+		args[n++] = "--device";
+		args[n++] = "rng";
+	}
+	args[n] = NULL;
+	ck_assert_int_eq(parse_argv(args), CLI_OK);
+	ck_assert_uint_eq(cfg.nr_devices, VM_CONFIG_MAX_DEVICES);
+	args[n++] = "--device";
+	args[n++] = "rng";
+	args[n] = NULL;
+	ck_assert_error(parse_argv(args), "--device");
+}
+END_TEST
+
+START_TEST(device_config_can_be_copied)
+{
+	struct vm_config copy;
+
+	ck_assert_int_eq(PARSE("-k", kernel, "--device", "rng,transport=mmio"),
+			 CLI_OK);
+	copy = cfg;
+	memset(&cfg, 0, sizeof(cfg));
+	ck_assert_int_eq(copy.devices[0].transport, TRANSPORT_MMIO);
+	ck_assert_ptr_null(device_config_param(&copy.devices[0], "transport"));
+}
+END_TEST
+
+START_TEST(usage_mentions_device_options)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+
+	ck_assert_ptr_nonnull(f);
+	cli_run_usage(f);
+	fclose(f);
+	ck_assert_ptr_nonnull(strstr(buf, "--device"));
+	ck_assert_ptr_nonnull(strstr(buf, "--transport"));
+	free(buf);
+}
+END_TEST
+
+/* ---- -d / --disk (virtio-blk) ---- */
+
+START_TEST(disk_option_is_shorthand_for_blk_device)
+{
+	char arg[4400];
+	const struct device_config *dc;
+
+	snprintf(arg, sizeof(arg), "%s,ro,format=qcow2,serial=abc,cache=none",
+		 initrd);
+	ck_assert_int_eq(PARSE("-k", kernel, "-d", kernel, "--disk", arg,
+			       "--device", "rng"), CLI_OK);
+	ck_assert_uint_eq(cfg.nr_devices, 3);
+	dc = &cfg.devices[0];
+	ck_assert_ptr_eq(dc->kind, devices_find_kind("blk"));
+	ck_assert_str_eq(device_config_param(dc, "path"), kernel);
+	ck_assert_ptr_null(device_config_param(dc, "ro"));
+	dc = &cfg.devices[1];
+	ck_assert_str_eq(dc->kind->name, "blk");
+	ck_assert_str_eq(device_config_param(dc, "path"), initrd);
+	ck_assert_str_eq(device_config_param(dc, "ro"), "on");
+	ck_assert_str_eq(device_config_param(dc, "format"), "qcow2");
+	ck_assert_str_eq(device_config_param(dc, "serial"), "abc");
+	ck_assert_str_eq(device_config_param(dc, "cache"), "none");
+	ck_assert_str_eq(cfg.devices[2].kind->name, "rng");
+	/* The long form is the same device. */
+	snprintf(arg, sizeof(arg), "blk,path=%s,queues=4,transport=mmio",
+		 initrd);
+	ck_assert_int_eq(PARSE("-k", kernel, "--device", arg), CLI_OK);
+	ck_assert_str_eq(device_config_param(&cfg.devices[0], "queues"), "4");
+	ck_assert_int_eq(cfg.devices[0].transport, TRANSPORT_MMIO);
+}
+END_TEST
+
+START_TEST(bad_disk_values)
+{
+	char arg[4400];
+
+	ck_assert_int_eq(PARSE("-k", kernel, "-d", missing), CLI_ERROR);
+	ck_assert_ptr_nonnull(strstr(err, missing));
+	snprintf(arg, sizeof(arg), "%s,format=vmdk", initrd);
+	ck_assert_int_eq(PARSE("-k", kernel, "-d", arg), CLI_ERROR);
+	ck_assert_ptr_nonnull(strstr(err, "format=vmdk"));
+	snprintf(arg, sizeof(arg), "%s,cache=sometimes", initrd);
+	ck_assert_int_eq(PARSE("-k", kernel, "-d", arg), CLI_ERROR);
+	ck_assert_ptr_nonnull(strstr(err, "cache=sometimes"));
+	snprintf(arg, sizeof(arg), "%s,serial=123456789012345678901", initrd);
+	ck_assert_int_eq(PARSE("-k", kernel, "-d", arg), CLI_ERROR);
+	ck_assert_ptr_nonnull(strstr(err, "at most 20"));
+	snprintf(arg, sizeof(arg), "%s,colour=blue", initrd);
+	ck_assert_int_eq(PARSE("-k", kernel, "-d", arg), CLI_ERROR);
+	ck_assert_ptr_nonnull(strstr(err, "colour"));
+	snprintf(arg, sizeof(arg), "%s,queues=99", initrd);
+	ck_assert_int_eq(PARSE("-k", kernel, "-d", arg), CLI_ERROR);
+	ck_assert_int_eq(PARSE("-k", kernel, "-d", ""), CLI_ERROR);
+	ck_assert_int_eq(PARSE("-k", kernel, "-d"), CLI_ERROR);
+}
+END_TEST
+
+START_TEST(usage_mentions_disk_option)
+{
+	char buf[4096] = "";
+	FILE *f = fmemopen(buf, sizeof(buf) - 1, "w");
+
+	cli_run_usage(f);
+	fclose(f);
+	ck_assert_ptr_nonnull(strstr(buf, "--disk PATH"));
+}
+END_TEST
+
 static Suite *cli_suite(void)
 {
 	Suite *s = suite_create("cli");
@@ -393,6 +572,16 @@ static Suite *cli_suite(void)
 	tcase_add_test(tc, usage_mentions_options);
 	tcase_add_test(tc, repeated_parsing_resets_getopt);
 	tcase_add_test(tc, result_codes);
+	tcase_add_test(tc, devices_default_to_none_and_pci);
+	tcase_add_test(tc, device_option_is_repeatable_with_transports);
+	tcase_add_test(tc, transport_option_sets_the_default);
+	tcase_add_test(tc, bad_device_values);
+	tcase_add_test(tc, too_many_devices_refused);
+	tcase_add_test(tc, device_config_can_be_copied);
+	tcase_add_test(tc, usage_mentions_device_options);
+	tcase_add_test(tc, disk_option_is_shorthand_for_blk_device);
+	tcase_add_test(tc, bad_disk_values);
+	tcase_add_test(tc, usage_mentions_disk_option);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -1,0 +1,60 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * Kite's in-kernel conformance agent: the interface between the runner
+ * (agent.c) and the test cases (one file per area: platform.c, ...).
+ *
+ * A case is a function
+ *
+ *	enum kite_verdict kite_case_NAME(struct kite_result *r);
+ *
+ * listed once in cases.def.  It returns KITE_PASS, KITE_FAIL or KITE_SKIP;
+ * on FAIL and SKIP it states the facts behind the verdict with kite_why(),
+ * which become the TAP line's "# reason".  Longer evidence (an inventory,
+ * a dump) goes on "# " diagnostic lines with kite_diag().  A case must not
+ * hang: every wait is bounded.
+ *
+ * Each case reads what the host expects from its own kite_agent.* kernel
+ * parameters (declared with the KITE_PARAM prefix below) and SKIPs when
+ * the host did not say.
+ */
+#ifndef KITE_AGENT_H
+#define KITE_AGENT_H
+
+#include <linux/compiler.h>
+#include <linux/moduleparam.h>
+#include <linux/types.h>
+
+/* Every parameter of every agent file is kite_agent.NAME on the command line. */
+#undef MODULE_PARAM_PREFIX
+#define MODULE_PARAM_PREFIX "kite_agent."
+
+enum kite_verdict {
+	KITE_PASS,
+	KITE_FAIL,
+	KITE_SKIP,
+};
+
+/* One printk line holds at most ~1000 bytes; leave room for "not ok N - name # ". */
+#define KITE_WHY_MAX 768
+
+struct kite_result {
+	char why[KITE_WHY_MAX];
+	size_t len;
+	bool truncated;
+};
+
+/* Append one fact to the reason, "; "-separated. */
+void kite_why(struct kite_result *r, const char *fmt, ...) __printf(2, 3);
+
+/* Print one "# ..." TAP diagnostic line. */
+void kite_diag(const char *fmt, ...) __printf(1, 2);
+
+/* Shorthand for the common "state the fact, return FAIL". */
+#define kite_fail(r, ...) ({ kite_why(r, __VA_ARGS__); KITE_FAIL; })
+#define kite_skip(r, ...) ({ kite_why(r, __VA_ARGS__); KITE_SKIP; })
+
+#define KITE_CASE(name) enum kite_verdict kite_case_##name(struct kite_result *r);
+#include "cases.def"
+#undef KITE_CASE
+
+#endif /* KITE_AGENT_H */

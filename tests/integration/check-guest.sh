@@ -1,0 +1,69 @@
+#!/bin/sh
+# `make check-guest`: boots of real Linux kernels under kite (slow lane).
+#
+#   tests/integration/check-guest.sh KITE
+#
+# Stock-kernel lane: builds an initramfs (tools/mkinitramfs, with the
+# guest-side checks of tools/initramfs/scripts/basics) for the installed
+# Debian cloud kernel -- or the generic one when there is no cloud kernel --
+# and boots it once through tests/integration/stock-kernel.sh.  One boot
+# per run: on a PVM host each costs 10+ minutes.
+#
+# Outputs under build/check-guest/ (initramfs) and build/stock-kernel/
+# (serial logs).  Exits nonzero if any lane failed.
+#
+# Environment: KITE_STOCK_KERNEL (a /boot/vmlinuz-* to use instead),
+# KITE_CHECK_GUEST_DIR (default build/check-guest), and
+# what stock-kernel.sh reads (KITE_TEST_TIMEOUT, ...).
+
+set -u
+
+if [ $# -ne 1 ]; then
+	echo "usage: $0 KITE" >&2
+	exit 2
+fi
+KITE=$1
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+OUT=${KITE_CHECK_GUEST_DIR:-build/check-guest}
+failed_lanes=
+
+# The newest installed kernel matching a glob, by version order.
+newest_kernel() {
+	ls -1 $1 2>/dev/null | sort -V | tail -n 1
+}
+
+# ---- lane 1: a stock Debian kernel ---------------------------------------------
+echo "# == stock kernel =="
+kernel=${KITE_STOCK_KERNEL:-}
+if [ -z "$kernel" ]; then
+	kernel=$(newest_kernel '/boot/vmlinuz-*-cloud-amd64')
+	[ -n "$kernel" ] || kernel=$(newest_kernel '/boot/vmlinuz-*-amd64')
+fi
+if [ -z "$kernel" ] || [ ! -r "$kernel" ]; then
+	echo "not ok 1 - stock kernel: none readable in /boot (install linux-image-cloud-amd64)"
+	echo "0 passed, 1 failed"
+	failed_lanes="$failed_lanes stock-kernel"
+else
+	kver=${kernel##*/vmlinuz-}
+	initrd=$OUT/initramfs-$kver.cpio.gz
+	mkdir -p "$OUT"
+	if ! "$ROOT/tools/mkinitramfs" -k "$kver" -o "$initrd" \
+		-s "$ROOT/tools/initramfs/scripts/basics" >"$OUT/mkinitramfs.log" 2>&1; then
+		sed 's/^/# /' "$OUT/mkinitramfs.log"
+		echo "not ok 1 - stock kernel: tools/mkinitramfs -k $kver failed"
+		echo "0 passed, 1 failed"
+		failed_lanes="$failed_lanes stock-kernel"
+	elif ! "$HERE/stock-kernel.sh" "$KITE" "$kernel" "$initrd"; then
+		failed_lanes="$failed_lanes stock-kernel"
+	fi
+fi
+
+# ---- lane 2: the test kernel with Kite's in-kernel agent -----------------------
+# (tests/guest-kernel/; added by its owners)
+
+if [ -n "$failed_lanes" ]; then
+	echo "# check-guest: FAILED:$failed_lanes"
+	exit 1
+fi
+echo "# check-guest: all lanes passed"

@@ -1,0 +1,671 @@
+/* vmm/pci: the host bridge driven as a guest would (type-1 ports and ECAM
+ * through the PIO/MMIO buses), with a fake platform underneath that
+ * records MSI routes, signals, INTx levels and ioeventfds. */
+#include <errno.h>
+#include <string.h>
+
+#include "tests/unit/unit.h"
+#include "vmm/bus.h"
+#include "vmm/pci.h"
+
+#define ECAM     0xE0000000ull
+#define MMIO     0xC0000000ull
+#define MMIO_SZ  0x10000000ull
+#define IO_BASE  0x1000
+#define SLOT     3
+
+/* ---- fake platform ---- */
+
+struct fake_msi {
+	int id;
+	uint64_t addr;
+	uint32_t data;
+	int routes, signals;
+};
+
+static struct fake_msi msis[16];
+static int nr_msis;
+static int intx_level = -1, intx_gsi;
+static struct {
+	bool assigned, pio;
+	uint64_t addr;
+	int fd;
+} evfd[8];
+static int nr_evfd_ops;
+static int reset_writes;
+static uint8_t reset_value;
+
+static int f_msi_alloc(void *o, void **h)
+{
+	(void)o;
+	ck_assert_int_lt(nr_msis, 16);
+	msis[nr_msis].id = nr_msis;
+	*h = &msis[nr_msis++];
+	return 0;
+}
+
+static int f_msi_route(void *o, void *h, uint64_t addr, uint32_t data)
+{
+	struct fake_msi *m = h;
+
+	(void)o;
+	m->addr = addr;
+	m->data = data;
+	m->routes++;
+	return 0;
+}
+
+static void f_msi_signal(void *o, void *h)
+{
+	(void)o;
+	__atomic_fetch_add(&((struct fake_msi *)h)->signals, 1, __ATOMIC_SEQ_CST);
+}
+
+static void f_msi_free(void *o, void *h)
+{
+	(void)o;
+	(void)h;
+}
+
+static int f_intx_alloc(void *o, unsigned gsi, void **h)
+{
+	(void)o;
+	intx_gsi = (int)gsi;
+	intx_level = 0;
+	*h = &intx_level;
+	return 0;
+}
+
+static void f_intx_set(void *o, void *h, int level)
+{
+	(void)o;
+	*(int *)h = level;
+}
+
+static void f_intx_free(void *o, void *h)
+{
+	(void)o;
+	(void)h;
+}
+
+static int f_ioeventfd(void *o, bool assign, bool pio, uint64_t addr,
+		       unsigned len, int64_t datamatch, int fd)
+{
+	(void)o;
+	(void)len;
+	(void)datamatch;
+	nr_evfd_ops++;
+	for (int i = 0; i < 8; i++) {
+		if (assign && !evfd[i].assigned) {
+			evfd[i].assigned = true;
+			evfd[i].pio = pio;
+			evfd[i].addr = addr;
+			evfd[i].fd = fd;
+			return 0;
+		}
+		if (!assign && evfd[i].assigned && evfd[i].addr == addr &&
+		    evfd[i].fd == fd) {
+			evfd[i].assigned = false;
+			return 0;
+		}
+	}
+	return -ENOENT;
+}
+
+static const struct pci_platform_ops fake_ops = {
+	.msi_alloc = f_msi_alloc, .msi_route = f_msi_route,
+	.msi_signal = f_msi_signal, .msi_free = f_msi_free,
+	.intx_alloc = f_intx_alloc, .intx_set_level = f_intx_set,
+	.intx_free = f_intx_free, .ioeventfd = f_ioeventfd,
+};
+
+static uint8_t f_reset_read(void *o)
+{
+	(void)o;
+	return reset_value;
+}
+
+static void f_reset_write(void *o, uint8_t v)
+{
+	(void)o;
+	reset_value = v;
+	reset_writes++;
+}
+
+/* ---- a fake device: BAR0 I/O 32 bytes, BAR1 mem32 4 KiB (MSI-X),
+ * BAR2 mem64 64 KiB; BAR reads return offset-tagged values ---- */
+
+static struct bus pio, mmio;
+static struct pci_host host;
+static struct pci_function fn;
+static uint64_t last_write_off, last_write_val;
+static unsigned last_write_bar, bar_writes;
+
+static void dev_bar_read(struct pci_function *f, unsigned bar, uint64_t off,
+			 unsigned size, uint64_t *v)
+{
+	(void)f;
+	(void)size;
+	*v = 0xA0000000u | bar << 16 | (uint32_t)off;
+}
+
+static void dev_bar_write(struct pci_function *f, unsigned bar, uint64_t off,
+			  unsigned size, uint64_t v)
+{
+	(void)f;
+	(void)size;
+	last_write_bar = bar;
+	last_write_off = off;
+	last_write_val = v;
+	bar_writes++;
+}
+
+static const struct pci_device_ops dev_ops = {
+	.bar_read = dev_bar_read,
+	.bar_write = dev_bar_write,
+};
+
+static void setup(void)
+{
+	memset(msis, 0, sizeof(msis));
+	memset(evfd, 0, sizeof(evfd));
+	nr_msis = nr_evfd_ops = reset_writes = 0;
+	intx_level = -1;
+	reset_value = 0;
+	bar_writes = 0;
+	ck_assert_int_eq(bus_init(&pio, "pio"), 0);
+	ck_assert_int_eq(bus_init(&mmio, "mmio"), 0);
+	ck_assert_int_eq(pci_host_init(&host, &pio, &mmio,
+				       &(struct pci_host_config){
+					       .ecam_base = ECAM, .ecam_buses = 256,
+					       .mmio_base = MMIO, .mmio_size = MMIO_SZ,
+					       .io_base = IO_BASE,
+					       .reset_read = f_reset_read,
+					       .reset_write = f_reset_write },
+				       &fake_ops, NULL),
+			 0);
+	pci_function_init(&fn, "fake", 0x1234, 0x5678, 2, 0x00FF00, 0x1AF4,
+			  0x0042, &dev_ops, NULL);
+	ck_assert_int_eq(pci_function_add_bar(&fn, 0, 32, true, false, false), 0);
+	ck_assert_int_eq(pci_function_add_bar(&fn, 1, 0x1000, false, false, false), 0);
+	ck_assert_int_eq(pci_function_add_bar(&fn, 2, 0x10000, false, true, true), 0);
+	ck_assert_int_eq(pci_function_add_msix(&fn, 4, 1, 0, 0x800), 0);
+	ck_assert_int_eq(pci_host_add_function(&host, &fn, SLOT, 17), 0);
+}
+
+static void teardown(void)
+{
+	pci_host_destroy(&host);
+	bus_destroy(&pio);
+	bus_destroy(&mmio);
+}
+
+static uint64_t ecam_addr(unsigned slot, unsigned off)
+{
+	return ECAM + ((uint64_t)slot << 15) + off;
+}
+
+static uint32_t cfg_read(unsigned off, unsigned size)
+{
+	uint64_t v = 0;
+
+	ck_assert_int_eq(bus_read(&mmio, ecam_addr(SLOT, off), size, &v), 0);
+	return (uint32_t)v;
+}
+
+static void cfg_write(unsigned off, unsigned size, uint32_t v)
+{
+	ck_assert_int_eq(bus_write(&mmio, ecam_addr(SLOT, off), size, v), 0);
+}
+
+static uint32_t type1_read(unsigned slot, unsigned off, unsigned size)
+{
+	uint64_t v = 0;
+
+	ck_assert_int_eq(bus_write(&pio, 0xCF8, 4,
+				   0x80000000u | slot << 11 | (off & 0xFC)), 0);
+	ck_assert_int_eq(bus_read(&pio, 0xCFC + (off & 3), size, &v), 0);
+	return (uint32_t)v;
+}
+
+static void type1_write(unsigned slot, unsigned off, unsigned size, uint32_t v)
+{
+	ck_assert_int_eq(bus_write(&pio, 0xCF8, 4,
+				   0x80000000u | slot << 11 | (off & 0xFC)), 0);
+	ck_assert_int_eq(bus_write(&pio, 0xCFC + (off & 3), size, v), 0);
+}
+
+static uint64_t mread(uint64_t addr, unsigned size)
+{
+	uint64_t v = 0;
+
+	bus_read(&mmio, addr, size, &v);
+	return v;
+}
+
+/* ---- configuration access ---- */
+
+START_TEST(test_absent_function_reads_all_ones)
+{
+	uint64_t v = 0;
+
+	ck_assert_uint_eq(type1_read(5, 0, 4), 0xFFFFFFFFu);
+	ck_assert_int_eq(bus_read(&mmio, ecam_addr(5, 0), 2, &v), 0);
+	ck_assert_uint_eq(v, 0xFFFF);
+	/* Other buses and functions: nothing there either. */
+	ck_assert_int_eq(bus_read(&mmio, ECAM + (1ull << 20), 4, &v), 0);
+	ck_assert_uint_eq(v, 0xFFFFFFFFu);
+	ck_assert_int_eq(bus_read(&mmio, ecam_addr(SLOT, 0) + (1 << 12), 4, &v), 0);
+	ck_assert_uint_eq(v, 0xFFFFFFFFu);
+	/* Slot 0 is left empty (no host bridge function). */
+	ck_assert_uint_eq(type1_read(0, 0, 4), 0xFFFFFFFFu);
+	/* Writes to nothing are harmless. */
+	type1_write(9, 4, 2, 0xFFFF);
+}
+END_TEST
+
+START_TEST(test_type1_and_ecam_see_the_same_header)
+{
+	ck_assert_uint_eq(type1_read(SLOT, PCI_VENDOR_ID, 4), 0x56781234u);
+	ck_assert_uint_eq(cfg_read(PCI_VENDOR_ID, 4), 0x56781234u);
+	ck_assert_uint_eq(type1_read(SLOT, PCI_DEVICE_ID, 2), 0x5678);
+	ck_assert_uint_eq(type1_read(SLOT, PCI_REVISION_ID, 1), 2);
+	ck_assert_uint_eq(cfg_read(PCI_REVISION_ID, 4) >> 8, 0x00FF00);
+	ck_assert_uint_eq(cfg_read(PCI_SUBSYSTEM_VENDOR_ID, 4), 0x00421AF4u);
+	ck_assert_uint_eq(cfg_read(PCI_HEADER_TYPE, 1), 0);
+	ck_assert_uint_eq(cfg_read(PCI_INTERRUPT_PIN, 1), 1);
+	ck_assert_uint_eq(cfg_read(PCI_INTERRUPT_LINE, 1), 17);
+	/* A write through one mechanism is seen through the other. */
+	type1_write(SLOT, PCI_INTERRUPT_LINE, 1, 0x2B);
+	ck_assert_uint_eq(cfg_read(PCI_INTERRUPT_LINE, 1), 0x2B);
+	/* 8-byte ECAM access is two dwords. */
+	ck_assert_uint_eq(mread(ecam_addr(SLOT, 0), 8),
+			  (uint64_t)cfg_read(4, 4) << 32 | 0x56781234u);
+}
+END_TEST
+
+START_TEST(test_type1_address_latch_and_disabled_access)
+{
+	uint64_t v = 0;
+
+	ck_assert_int_eq(bus_write(&pio, 0xCF8, 4, 0x80000000u), 0);
+	ck_assert_int_eq(bus_read(&pio, 0xCF8, 4, &v), 0);
+	ck_assert_uint_eq(v, 0x80000000u);
+	/* Reserved bits 30:24 and 1:0 read back as 0. */
+	ck_assert_int_eq(bus_write(&pio, 0xCF8, 4, 0xFF000003u | SLOT << 11), 0);
+	ck_assert_int_eq(bus_read(&pio, 0xCF8, 4, &v), 0);
+	ck_assert_uint_eq(v, 0x80000000u | SLOT << 11);
+	/* A byte at 0xCFB does not touch the latch. */
+	ck_assert_int_eq(bus_write(&pio, 0xCFB, 1, 0x01), 0);
+	ck_assert_int_eq(bus_read(&pio, 0xCF8, 4, &v), 0);
+	ck_assert_uint_eq(v, 0x80000000u | SLOT << 11);
+	/* Enable bit clear: the data port reads all ones. */
+	ck_assert_int_eq(bus_write(&pio, 0xCF8, 4, SLOT << 11), 0);
+	ck_assert_int_eq(bus_read(&pio, 0xCFC, 4, &v), 0);
+	ck_assert_uint_eq(v, 0xFFFFFFFFu);
+}
+END_TEST
+
+START_TEST(test_reset_control_byte_at_0xcf9_is_forwarded)
+{
+	uint64_t v = 0;
+
+	ck_assert_int_eq(bus_write(&pio, 0xCF9, 1, 0x06), 0);
+	ck_assert_int_eq(reset_writes, 1);
+	ck_assert_uint_eq(reset_value, 0x06);
+	ck_assert_int_eq(bus_read(&pio, 0xCF9, 1, &v), 0);
+	ck_assert_uint_eq(v, 0x06);
+	/* A dword at 0xCF8 is the config address, not a reset. */
+	ck_assert_int_eq(bus_write(&pio, 0xCF8, 4, 0x80000600u), 0);
+	ck_assert_int_eq(reset_writes, 1);
+}
+END_TEST
+
+START_TEST(test_read_only_fields_ignore_writes)
+{
+	cfg_write(PCI_VENDOR_ID, 4, 0);
+	ck_assert_uint_eq(cfg_read(PCI_VENDOR_ID, 4), 0x56781234u);
+	cfg_write(PCI_REVISION_ID, 4, 0xFFFFFFFFu);
+	ck_assert_uint_eq(cfg_read(PCI_REVISION_ID, 4), 0x00FF0002u);
+	cfg_write(PCI_CAPABILITY_LIST, 1, 0);
+	ck_assert_uint_ne(cfg_read(PCI_CAPABILITY_LIST, 1), 0);
+	cfg_write(PCI_INTERRUPT_PIN, 1, 4);
+	ck_assert_uint_eq(cfg_read(PCI_INTERRUPT_PIN, 1), 1);
+	cfg_write(PCI_ROM_ADDRESS, 4, 0xFFFFFFFFu);
+	ck_assert_uint_eq(cfg_read(PCI_ROM_ADDRESS, 4), 0); /* no ROM */
+	/* Extended config space: none, reads 0. */
+	cfg_write(0x100, 4, 0x12345678);
+	ck_assert_uint_eq(cfg_read(0x100, 4), 0);
+}
+END_TEST
+
+START_TEST(test_command_register_writable_bits)
+{
+	cfg_write(PCI_COMMAND, 2, 0xFFFF);
+	ck_assert_uint_eq(cfg_read(PCI_COMMAND, 2),
+			  PCI_COMMAND_IO | PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER |
+				  PCI_COMMAND_PARITY | PCI_COMMAND_SERR |
+				  PCI_COMMAND_INTX_DISABLE);
+	cfg_write(PCI_COMMAND, 2, 0);
+	ck_assert_uint_eq(cfg_read(PCI_COMMAND, 2), 0);
+}
+END_TEST
+
+START_TEST(test_status_error_bits_are_write_1_to_clear)
+{
+	uint16_t st = (uint16_t)cfg_read(PCI_STATUS, 2);
+
+	ck_assert(st & PCI_STATUS_CAP_LIST);
+	/* As if the device had flagged a master abort and a parity error. */
+	pci_set_word(fn.cfg, PCI_STATUS, st | 0x2000 | 0x8000);
+	cfg_write(PCI_STATUS, 2, 0x0000);
+	ck_assert_uint_eq(cfg_read(PCI_STATUS, 2) & 0xA000, 0xA000);
+	cfg_write(PCI_STATUS, 2, 0x2000);
+	ck_assert_uint_eq(cfg_read(PCI_STATUS, 2) & 0xA000, 0x8000);
+	/* Writing ones elsewhere neither clears CAP_LIST nor sets bits. */
+	cfg_write(PCI_STATUS, 2, 0xFFFF);
+	ck_assert_uint_eq(cfg_read(PCI_STATUS, 2), PCI_STATUS_CAP_LIST);
+	/* Through a dword write of COMMAND+STATUS as Linux does. */
+	pci_set_word(fn.cfg, PCI_STATUS, PCI_STATUS_CAP_LIST | 0x4000);
+	cfg_write(PCI_COMMAND, 4, 0x40000000u | PCI_COMMAND_MEMORY);
+	ck_assert_uint_eq(cfg_read(PCI_COMMAND, 4),
+			  (uint32_t)PCI_STATUS_CAP_LIST << 16 | PCI_COMMAND_MEMORY);
+}
+END_TEST
+
+START_TEST(test_bar_sizing_protocol)
+{
+	/* I/O BAR: 32 bytes, bit 0 set. */
+	cfg_write(PCI_BAR0, 4, 0xFFFFFFFFu);
+	ck_assert_uint_eq(cfg_read(PCI_BAR0, 4), 0xFFFFFFE1u);
+	/* 32-bit memory BAR of 4 KiB. */
+	cfg_write(PCI_BAR0 + 4, 4, 0xFFFFFFFFu);
+	ck_assert_uint_eq(cfg_read(PCI_BAR0 + 4, 4), 0xFFFFF000u);
+	/* 64-bit prefetchable BAR of 64 KiB: type bits 0b1100. */
+	cfg_write(PCI_BAR0 + 8, 4, 0xFFFFFFFFu);
+	cfg_write(PCI_BAR0 + 12, 4, 0xFFFFFFFFu);
+	ck_assert_uint_eq(cfg_read(PCI_BAR0 + 8, 4), 0xFFFF000Cu);
+	ck_assert_uint_eq(cfg_read(PCI_BAR0 + 12, 4), 0xFFFFFFFFu);
+	/* Unimplemented BARs read 0 whatever is written. */
+	cfg_write(PCI_BAR0 + 16, 4, 0xFFFFFFFFu);
+	ck_assert_uint_eq(cfg_read(PCI_BAR0 + 16, 4), 0);
+	/* Restoring an address keeps the type bits. */
+	cfg_write(PCI_BAR0 + 4, 4, 0xC0001000u);
+	ck_assert_uint_eq(cfg_read(PCI_BAR0 + 4, 4), 0xC0001000u);
+}
+END_TEST
+
+START_TEST(test_bar_decodes_only_when_enabled_and_follows_moves)
+{
+	cfg_write(PCI_BAR0 + 8, 4, 0xC0010000u);
+	cfg_write(PCI_BAR0 + 12, 4, 0);
+	/* Memory decode off: nothing answers. */
+	ck_assert_uint_eq(mread(0xC0010010, 4), 0xFFFFFFFFu);
+	cfg_write(PCI_COMMAND, 2, PCI_COMMAND_MEMORY);
+	ck_assert_uint_eq(mread(0xC0010010, 4), 0xA0020010u);
+	ck_assert_int_eq(bus_write(&mmio, 0xC001FFFC, 4, 0x55), 0);
+	ck_assert_uint_eq(last_write_bar, 2);
+	ck_assert_uint_eq(last_write_off, 0xFFFC);
+	ck_assert_uint_eq(last_write_val, 0x55);
+	/* Move it with an ECAM write: a config write arriving on the MMIO
+	 * bus moves a range decoded on that same bus. */
+	cfg_write(PCI_BAR0 + 8, 4, 0xC0100000u);
+	ck_assert_uint_eq(mread(0xC0010010, 4), 0xFFFFFFFFu);
+	ck_assert_uint_eq(mread(0xC0100010, 4), 0xA0020010u);
+	/* Outside the host window: not decoded. */
+	cfg_write(PCI_BAR0 + 12, 4, 1);
+	ck_assert_uint_eq(mread(0xC0100010, 4), 0xFFFFFFFFu);
+	cfg_write(PCI_BAR0 + 12, 4, 0);
+	ck_assert_uint_eq(mread(0xC0100010, 4), 0xA0020010u);
+	/* Disabling decode unmaps it again. */
+	cfg_write(PCI_COMMAND, 2, 0);
+	ck_assert_uint_eq(mread(0xC0100010, 4), 0xFFFFFFFFu);
+}
+END_TEST
+
+START_TEST(test_io_bar_through_the_io_window)
+{
+	uint64_t v = 0;
+
+	type1_write(SLOT, PCI_BAR0, 4, 0xC040);
+	type1_write(SLOT, PCI_COMMAND, 2, PCI_COMMAND_IO);
+	ck_assert_int_eq(bus_read(&pio, 0xC044, 2, &v), 0);
+	ck_assert_uint_eq(v & 0xFFFF, 0x0004);
+	ck_assert_int_eq(bus_write(&pio, 0xC05F, 1, 0x7), 0);
+	ck_assert_uint_eq(last_write_bar, 0);
+	ck_assert_uint_eq(last_write_off, 0x1F);
+	/* Moved by a type-1 write (on the PIO bus, like the window). */
+	type1_write(SLOT, PCI_BAR0, 4, 0xD000);
+	ck_assert_int_eq(bus_read(&pio, 0xC044, 2, &v), 0);
+	ck_assert_uint_eq(v, 0xFFFF);
+	ck_assert_int_eq(bus_read(&pio, 0xD004, 2, &v), 0);
+	ck_assert_uint_eq(v, 0x0004);
+}
+END_TEST
+
+START_TEST(test_ioeventfd_follows_the_bar)
+{
+	ck_assert_int_eq(pci_function_add_ioeventfd(&fn, 2, 0x3000, 2, -1, 42), 0);
+	ck_assert(!evfd[0].assigned); /* BAR not decoding yet */
+	cfg_write(PCI_BAR0 + 8, 4, 0xC0200000u);
+	cfg_write(PCI_COMMAND, 2, PCI_COMMAND_MEMORY);
+	ck_assert(evfd[0].assigned);
+	ck_assert_uint_eq(evfd[0].addr, 0xC0203000u);
+	ck_assert_int_eq(evfd[0].fd, 42);
+	cfg_write(PCI_BAR0 + 8, 4, 0xC0400000u);
+	ck_assert_int_eq(evfd[0].assigned + evfd[1].assigned, 1);
+	ck_assert_uint_eq(evfd[0].assigned ? evfd[0].addr : evfd[1].addr,
+			  0xC0403000u);
+	cfg_write(PCI_COMMAND, 2, 0);
+	ck_assert(!evfd[0].assigned && !evfd[1].assigned);
+}
+END_TEST
+
+START_TEST(test_firmware_assignment_puts_bars_in_windows)
+{
+	uint32_t io, m32, m64lo;
+
+	ck_assert_int_eq(pci_host_assign_bars(&host), 0);
+	io = cfg_read(PCI_BAR0, 4);
+	m32 = cfg_read(PCI_BAR0 + 4, 4);
+	m64lo = cfg_read(PCI_BAR0 + 8, 4);
+	ck_assert_uint_eq(io & 1, 1);
+	ck_assert_uint_ge(io & ~3u, IO_BASE);
+	ck_assert_uint_eq((io & ~3u) % 32, 0);
+	ck_assert_uint_ge(m32, MMIO);
+	ck_assert_uint_eq(m32 % 0x1000, 0);
+	ck_assert_uint_eq((m64lo & ~0xFu) % 0x10000, 0);
+	ck_assert_uint_eq(cfg_read(PCI_BAR0 + 12, 4), 0);
+	ck_assert_uint_eq(cfg_read(PCI_COMMAND, 2) &
+				  (PCI_COMMAND_IO | PCI_COMMAND_MEMORY),
+			  PCI_COMMAND_IO | PCI_COMMAND_MEMORY);
+	ck_assert_uint_eq(mread((m64lo & ~0xFu) + 8, 4), 0xA0020008u);
+}
+END_TEST
+
+/* ---- capabilities and MSI-X ---- */
+
+START_TEST(test_capability_list_is_chained)
+{
+	unsigned cap = cfg_read(PCI_CAPABILITY_LIST, 1);
+
+	ck_assert(cfg_read(PCI_STATUS, 2) & PCI_STATUS_CAP_LIST);
+	ck_assert_uint_ge(cap, 0x40);
+	ck_assert_uint_eq(cap & 3, 0);
+	ck_assert_uint_eq(cfg_read(cap, 1), PCI_CAP_ID_MSIX);
+	ck_assert_uint_eq(cfg_read(cap + 1, 1), 0); /* end of list */
+	/* Table size N-1, table in BAR1 at 0, PBA in BAR1 at 0x800. */
+	ck_assert_uint_eq(cfg_read(cap + 2, 2) & PCI_MSIX_FLAGS_QSIZE, 3);
+	ck_assert_uint_eq(cfg_read(cap + 4, 4), 0x00000001u);
+	ck_assert_uint_eq(cfg_read(cap + 8, 4), 0x00000801u);
+	/* Only enable and function mask are writable. */
+	cfg_write(cap + 2, 2, 0xFFFF);
+	ck_assert_uint_eq(cfg_read(cap + 2, 2), 0xC003);
+	cfg_write(cap + 4, 4, 0x12345678);
+	ck_assert_uint_eq(cfg_read(cap + 4, 4), 0x00000001u);
+}
+END_TEST
+
+static unsigned msix_cap(void)
+{
+	return cfg_read(PCI_CAPABILITY_LIST, 1);
+}
+
+static uint64_t table_base(void)
+{
+	cfg_write(PCI_BAR0 + 4, 4, 0xC0800000u);
+	cfg_write(PCI_COMMAND, 2, PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER);
+	return 0xC0800000u;
+}
+
+static void program_vector(uint64_t t, unsigned v, uint64_t addr,
+			   uint32_t data, bool masked)
+{
+	ck_assert_int_eq(bus_write(&mmio, t + 16 * v, 4, (uint32_t)addr), 0);
+	ck_assert_int_eq(bus_write(&mmio, t + 16 * v + 4, 4, addr >> 32), 0);
+	ck_assert_int_eq(bus_write(&mmio, t + 16 * v + 8, 4, data), 0);
+	ck_assert_int_eq(bus_write(&mmio, t + 16 * v + 12, 4, masked), 0);
+}
+
+START_TEST(test_msix_vectors_start_masked_and_route_on_use)
+{
+	uint64_t t = table_base();
+
+	for (unsigned v = 0; v < 4; v++)
+		ck_assert_uint_eq(mread(t + 16 * v + 12, 4), 1);
+	ck_assert_int_eq(nr_msis, 4); /* one platform vector each */
+	ck_assert_int_eq(pci_msix_notify(&fn, 0), -ENODEV); /* disabled */
+	cfg_write(msix_cap() + 2, 2, PCI_MSIX_FLAGS_ENABLE);
+	ck_assert(pci_msix_enabled(&fn));
+	program_vector(t, 2, 0xFEE01000u, 0x4041, false);
+	ck_assert_int_eq(pci_msix_notify(&fn, 2), 0);
+	ck_assert_int_eq(msis[2].signals, 1);
+	ck_assert_uint_eq(msis[2].addr, 0xFEE01000u);
+	ck_assert_uint_eq(msis[2].data, 0x4041);
+	ck_assert_int_eq(msis[2].routes, 1);
+	/* Same message again: no new route, one more signal. */
+	ck_assert_int_eq(pci_msix_notify(&fn, 2), 0);
+	ck_assert_int_eq(msis[2].routes, 1);
+	ck_assert_int_eq(msis[2].signals, 2);
+	/* A changed message is re-routed. */
+	program_vector(t, 2, 0xFEE02000u, 0x4042, false);
+	ck_assert_uint_eq(msis[2].addr, 0xFEE02000u);
+	ck_assert_int_eq(pci_msix_notify(&fn, 4), -EINVAL);
+	/* Reserved Vector Control bits read 0. */
+	ck_assert_int_eq(bus_write(&mmio, t + 16 + 12, 4, 0xFFFFFFFEu), 0);
+	ck_assert_uint_eq(mread(t + 16 + 12, 4), 0);
+}
+END_TEST
+
+START_TEST(test_msix_masked_vector_sets_pending_bit)
+{
+	uint64_t t = table_base();
+
+	cfg_write(msix_cap() + 2, 2, PCI_MSIX_FLAGS_ENABLE);
+	program_vector(t, 1, 0xFEE00000u, 0x30, true);
+	ck_assert_int_eq(pci_msix_notify(&fn, 1), 0);
+	ck_assert_int_eq(msis[1].signals, 0);
+	ck_assert_uint_eq(mread(t + 0x800, 8), 0x2);
+	/* The PBA is read-only. */
+	ck_assert_int_eq(bus_write(&mmio, t + 0x800, 8, 0), 0);
+	ck_assert_uint_eq(mread(t + 0x800, 8), 0x2);
+	/* Unmasking delivers the pending message and clears the bit. */
+	ck_assert_int_eq(bus_write(&mmio, t + 16 + 12, 4, 0), 0);
+	ck_assert_int_eq(msis[1].signals, 1);
+	ck_assert_uint_eq(mread(t + 0x800, 8), 0);
+}
+END_TEST
+
+START_TEST(test_msix_function_mask)
+{
+	uint64_t t = table_base();
+	unsigned cap = msix_cap();
+
+	cfg_write(cap + 2, 2, PCI_MSIX_FLAGS_ENABLE | PCI_MSIX_FLAGS_MASKALL);
+	program_vector(t, 0, 0xFEE00000u, 0x31, false);
+	ck_assert_int_eq(pci_msix_notify(&fn, 0), 0);
+	ck_assert_int_eq(msis[0].signals, 0);
+	ck_assert_uint_eq(mread(t + 0x800, 4), 1);
+	cfg_write(cap + 2, 2, PCI_MSIX_FLAGS_ENABLE);
+	ck_assert_int_eq(msis[0].signals, 1);
+	ck_assert_uint_eq(mread(t + 0x800, 4), 0);
+}
+END_TEST
+
+START_TEST(test_intx_level_status_and_disable)
+{
+	ck_assert_int_eq(intx_gsi, 17);
+	ck_assert_int_eq(intx_level, 0);
+	pci_intx_set(&fn, 1);
+	ck_assert_int_eq(intx_level, 1);
+	ck_assert(cfg_read(PCI_STATUS, 2) & PCI_STATUS_INTERRUPT);
+	/* INTX_DISABLE drops the line; the status bit still shows the
+	 * device's request. */
+	cfg_write(PCI_COMMAND, 2, PCI_COMMAND_INTX_DISABLE);
+	ck_assert_int_eq(intx_level, 0);
+	ck_assert(cfg_read(PCI_STATUS, 2) & PCI_STATUS_INTERRUPT);
+	cfg_write(PCI_COMMAND, 2, 0);
+	ck_assert_int_eq(intx_level, 1);
+	pci_intx_set(&fn, 0);
+	ck_assert_int_eq(intx_level, 0);
+	ck_assert(!(cfg_read(PCI_STATUS, 2) & PCI_STATUS_INTERRUPT));
+	/* The status bit cannot be written. */
+	cfg_write(PCI_STATUS, 2, PCI_STATUS_INTERRUPT);
+	ck_assert(!(cfg_read(PCI_STATUS, 2) & PCI_STATUS_INTERRUPT));
+}
+END_TEST
+
+START_TEST(test_bad_bar_and_slot_arguments)
+{
+	struct pci_function f2;
+
+	pci_function_init(&f2, "x", 1, 2, 0, 0, 0, 0, &dev_ops, NULL);
+	ck_assert_int_eq(pci_function_add_bar(&f2, 0, 3000, false, false, false),
+			 -EINVAL);
+	ck_assert_int_eq(pci_function_add_bar(&f2, 5, 4096, false, true, false),
+			 -EINVAL);
+	ck_assert_int_eq(pci_function_add_bar(&f2, 0, 512, true, false, false),
+			 -EINVAL);
+	ck_assert_int_eq(pci_host_add_function(&host, &f2, 0, 0), -EINVAL);
+	ck_assert_int_eq(pci_host_add_function(&host, &f2, SLOT, 0), -EEXIST);
+	ck_assert_int_eq(pci_host_add_function(&host, &f2, 32, 0), -EINVAL);
+	/* Direct BAR access outside a BAR fails cleanly. */
+	{
+		uint64_t v;
+
+		ck_assert_int_eq(pci_function_bar_read(&fn, 1, 0x1000, 4, &v),
+				 -EINVAL);
+		ck_assert_int_eq(pci_function_bar_read(&fn, 3, 0, 4, &v), -EINVAL);
+	}
+}
+END_TEST
+
+static Suite *pci_suite(void)
+{
+	Suite *s = suite_create("pci");
+	TCase *tc = tcase_create("host");
+
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, test_absent_function_reads_all_ones);
+	tcase_add_test(tc, test_type1_and_ecam_see_the_same_header);
+	tcase_add_test(tc, test_type1_address_latch_and_disabled_access);
+	tcase_add_test(tc, test_reset_control_byte_at_0xcf9_is_forwarded);
+	tcase_add_test(tc, test_read_only_fields_ignore_writes);
+	tcase_add_test(tc, test_command_register_writable_bits);
+	tcase_add_test(tc, test_status_error_bits_are_write_1_to_clear);
+	tcase_add_test(tc, test_bar_sizing_protocol);
+	tcase_add_test(tc, test_bar_decodes_only_when_enabled_and_follows_moves);
+	tcase_add_test(tc, test_io_bar_through_the_io_window);
+	tcase_add_test(tc, test_ioeventfd_follows_the_bar);
+	tcase_add_test(tc, test_firmware_assignment_puts_bars_in_windows);
+	tcase_add_test(tc, test_capability_list_is_chained);
+	tcase_add_test(tc, test_msix_vectors_start_masked_and_route_on_use);
+	tcase_add_test(tc, test_msix_masked_vector_sets_pending_bit);
+	tcase_add_test(tc, test_msix_function_mask);
+	tcase_add_test(tc, test_intx_level_status_and_disable);
+	tcase_add_test(tc, test_bad_bar_and_slot_arguments);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+UNIT_MAIN(pci_suite)

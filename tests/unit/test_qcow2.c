@@ -1,0 +1,827 @@
+/* The disk layer (vmm/disk/): raw files through io_uring and the thread
+ * pool, OFD locks, and qcow2 read-write against images made by qemu-img,
+ * checked afterwards with `qemu-img check` and `qemu-img compare`. */
+#include <endian.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "tests/unit/unit.h"
+#include "vmm/disk/disk.h"
+
+static char dir[64];
+static char why[256];
+
+static void setup(void)
+{
+	strcpy(dir, "/var/tmp/kite-qcow2-XXXXXX");
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+}
+
+static void teardown(void)
+{
+	char cmd[128];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	ck_assert_int_eq(system(cmd), 0);
+}
+
+static const char *path(const char *name)
+{
+	static char bufs[4][128];
+	static int n;
+	char *p = bufs[n++ % 4];
+
+	snprintf(p, 128, "%s/%s", dir, name);
+	return p;
+}
+
+/* Run a shell command quietly; its exit status. */
+static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int sh(const char *fmt, ...)
+{
+	char cmd[1024];
+	va_list ap;
+	int st;
+
+	va_start(ap, fmt);
+	vsnprintf(cmd, sizeof(cmd) - 20, fmt, ap);
+	va_end(ap);
+	strcat(cmd, " >/dev/null 2>&1");
+	st = system(cmd);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* qemu-img check: 0 = no errors and no leaks. */
+static int qcheck(const char *img)
+{
+	return sh("qemu-img check -q '%s'", img);
+}
+
+/* 0 when the guest-visible contents are identical. */
+static int qcompare(const char *a, const char *b)
+{
+	return sh("qemu-img compare -q '%s' '%s'", a, b);
+}
+
+static struct disk *open_disk(const char *p, enum disk_format fmt, bool ro,
+			      enum disk_aio aio)
+{
+	struct disk_options o = { .format = fmt, .read_only = ro, .aio = aio };
+	struct disk *d = NULL;
+	int err = disk_open(p, &o, &d, why, sizeof(why));
+
+	ck_assert_msg(err == 0, "open %s: %d %s", p, err, why);
+	return d;
+}
+
+static void fill(uint8_t *buf, size_t len, uint32_t seed)
+{
+	for (size_t i = 0; i < len; i++) {
+		seed = seed * 1103515245u + 12345u;
+		buf[i] = (uint8_t)(seed >> 16);
+	}
+}
+
+/* Write the same bytes to the disk and to a raw reference file. */
+static void write_both(struct disk *d, int ref, uint64_t off, size_t len,
+		       uint32_t seed)
+{
+	uint8_t *buf = malloc(len);
+
+	fill(buf, len, seed);
+	ck_assert_int_eq(disk_pwrite(d, off, buf, len), 0);
+	ck_assert_int_eq(pwrite(ref, buf, len, (off_t)off), (ssize_t)len);
+	free(buf);
+}
+
+static void make_raw(const char *p, uint64_t size)
+{
+	int fd = open(p, O_RDWR | O_CREAT | O_TRUNC, 0644);
+
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(ftruncate(fd, (off_t)size), 0);
+	close(fd);
+}
+
+/* ---- async completion plumbing ---- */
+
+struct done {
+	int count, result;
+};
+
+static void on_done(void *opaque, int result)
+{
+	struct done *d = opaque;
+
+	d->count++;
+	if (result < 0)
+		d->result = result;
+}
+
+static void wait_done(struct disk *d, struct done *dn, int want)
+{
+	while (dn->count < want) {
+		struct pollfd p = { .fd = disk_completion_fd(d),
+				    .events = POLLIN };
+
+		ck_assert_int_ge(poll(&p, 1, 10000), 0);
+		disk_process_completions(d);
+	}
+}
+
+/* ==== raw ==== */
+
+static void raw_async_roundtrip(enum disk_aio aio)
+{
+	const char *p = path("a.raw");
+	uint8_t w[8][4096], r[8][4096];
+	struct iovec wi[8], ri[8];
+	struct done dn = { 0, 0 };
+	struct disk *d;
+
+	make_raw(p, 1 << 20);
+	d = open_disk(p, DISK_FORMAT_AUTO, false, aio);
+	ck_assert_str_eq(disk_format_name(d), "raw");
+	ck_assert_uint_eq(disk_size(d), 1 << 20);
+	if (aio == DISK_AIO_THREADS)
+		ck_assert(!disk_uses_io_uring(d));
+	disk_plug(d);
+	for (int i = 0; i < 8; i++) {
+		fill(w[i], 4096, (uint32_t)i + 1);
+		wi[i] = (struct iovec){ w[i], 4096 };
+		ck_assert_int_eq(disk_submit_writev(d, (uint64_t)i * 8192,
+						    &wi[i], 1, on_done, &dn), 0);
+	}
+	disk_unplug(d);
+	wait_done(d, &dn, 8);
+	ck_assert_int_eq(dn.result, 0);
+	ck_assert_int_eq(disk_submit_flush(d, on_done, &dn), 0);
+	wait_done(d, &dn, 9);
+	for (int i = 0; i < 8; i++) {
+		ri[i] = (struct iovec){ r[i], 4096 };
+		ck_assert_int_eq(disk_submit_readv(d, (uint64_t)i * 8192,
+						   &ri[i], 1, on_done, &dn), 0);
+	}
+	wait_done(d, &dn, 17);
+	ck_assert_int_eq(dn.result, 0);
+	ck_assert_uint_eq(disk_inflight(d), 0);
+	for (int i = 0; i < 8; i++)
+		ck_assert_mem_eq(w[i], r[i], 4096);
+	ck_assert_int_eq(disk_close(d), 0);
+}
+
+START_TEST(test_raw_io_uring_roundtrip)
+{
+	raw_async_roundtrip(DISK_AIO_AUTO);
+}
+END_TEST
+
+START_TEST(test_raw_thread_pool_roundtrip)
+{
+	raw_async_roundtrip(DISK_AIO_THREADS);
+}
+END_TEST
+
+START_TEST(test_raw_out_of_range_and_read_only)
+{
+	const char *p = path("b.raw");
+	uint8_t buf[512] = { 0 };
+	struct iovec iov = { buf, 512 };
+	struct done dn = { 0, 0 };
+	struct disk *d;
+
+	make_raw(p, 4096);
+	d = open_disk(p, DISK_FORMAT_RAW, true, DISK_AIO_AUTO);
+	ck_assert(disk_read_only(d));
+	ck_assert_int_eq(disk_submit_writev(d, 0, &iov, 1, on_done, &dn),
+			 -EROFS);
+	ck_assert_int_eq(disk_submit_readv(d, 4096 - 256, &iov, 1, on_done,
+					   &dn), -EINVAL);
+	ck_assert_int_eq(disk_submit_readv(d, UINT64_MAX - 10, &iov, 1,
+					   on_done, &dn), -EINVAL);
+	ck_assert_int_eq(disk_discard(d, 0, 512), -EROFS);
+	ck_assert_int_eq(dn.count, 0);
+	ck_assert_int_eq(disk_close(d), 0);
+}
+END_TEST
+
+START_TEST(test_raw_ofd_lock_refuses_second_writer)
+{
+	const char *p = path("c.raw");
+	struct disk_options rw = { 0 }, ro = { .read_only = true };
+	struct disk *a, *b = NULL;
+
+	make_raw(p, 4096);
+	ck_assert_int_eq(disk_open(p, &rw, &a, why, sizeof(why)), 0);
+	ck_assert_int_eq(disk_open(p, &rw, &b, why, sizeof(why)), -EBUSY);
+	ck_assert_ptr_null(b);
+	ck_assert_ptr_nonnull(strstr(why, "locked"));
+	/* A reader cannot share an image someone writes either. */
+	ck_assert_int_eq(disk_open(p, &ro, &b, why, sizeof(why)), -EBUSY);
+	disk_close(a);
+	/* Two readers may. */
+	ck_assert_int_eq(disk_open(p, &ro, &a, why, sizeof(why)), 0);
+	ck_assert_int_eq(disk_open(p, &ro, &b, why, sizeof(why)), 0);
+	disk_close(a);
+	disk_close(b);
+}
+END_TEST
+
+START_TEST(test_raw_discard_and_write_zeroes)
+{
+	const char *p = path("d.raw");
+	uint8_t buf[16384], z[16384] = { 0 };
+	struct disk *d;
+
+	make_raw(p, 1 << 20);
+	d = open_disk(p, DISK_FORMAT_RAW, false, DISK_AIO_AUTO);
+	fill(buf, sizeof(buf), 7);
+	ck_assert_int_eq(disk_pwrite(d, 65536, buf, sizeof(buf)), 0);
+	ck_assert_int_eq(disk_write_zeroes(d, 65536, 8192, false), 0);
+	ck_assert_int_eq(disk_write_zeroes(d, 65536 + 8192, 4096, true), 0);
+	ck_assert_int_eq(disk_pread(d, 65536, buf, sizeof(buf)), 0);
+	ck_assert_mem_eq(buf, z, 12288);
+	ck_assert_int_eq(disk_discard(d, 0, 65536), 0);
+	ck_assert_int_eq(disk_close(d), 0);
+}
+END_TEST
+
+START_TEST(test_raw_probed_image_cannot_be_turned_into_qcow2)
+{
+	const char *p = path("f.raw");
+	uint8_t magic[512] = { 'Q', 'F', 'I', 0xfb };
+	struct disk *d;
+
+	make_raw(p, 65536);
+	d = open_disk(p, DISK_FORMAT_AUTO, false, DISK_AIO_AUTO);
+	ck_assert_int_eq(disk_pwrite(d, 0, magic, 512), -EPERM);
+	ck_assert_int_eq(disk_pwrite(d, 512, magic, 512), 0);
+	disk_close(d);
+	/* With format=raw asked for explicitly it is the guest's data. */
+	d = open_disk(p, DISK_FORMAT_RAW, false, DISK_AIO_AUTO);
+	ck_assert_int_eq(disk_pwrite(d, 0, magic, 512), 0);
+	disk_close(d);
+}
+END_TEST
+
+START_TEST(test_raw_direct_unaligned_buffers_bounce)
+{
+	const char *p = path("e.raw");
+	struct disk_options o = { .direct = true };
+	uint8_t *w = malloc(8192 + 1), *r = malloc(8192 + 3);
+	struct disk *d;
+	int err;
+
+	make_raw(p, 1 << 20);
+	err = disk_open(p, &o, &d, why, sizeof(why));
+	if (err == -EINVAL) { /* file system without O_DIRECT */
+		free(w);
+		free(r);
+		return;
+	}
+	ck_assert_int_eq(err, 0);
+	fill(w + 1, 8192, 3);
+	/* Misaligned buffer and offset: goes through a bounce buffer. */
+	ck_assert_int_eq(disk_pwrite(d, 512, w + 1, 8192), 0);
+	ck_assert_int_eq(disk_pread(d, 512, r + 3, 8192), 0);
+	ck_assert_mem_eq(w + 1, r + 3, 8192);
+	disk_close(d);
+	free(w);
+	free(r);
+}
+END_TEST
+
+/* ==== qcow2 ==== */
+
+static void qcow2_random_writes(const char *opts, uint64_t size,
+				unsigned rounds)
+{
+	const char *img = path("r.qcow2"), *ref = path("r.raw");
+	struct disk *d;
+	uint32_t s = 99;
+	int fd;
+
+	ck_assert_int_eq(sh("qemu-img create -f qcow2 %s '%s' %llu", opts, img,
+			    (unsigned long long)size), 0);
+	make_raw(ref, size);
+	fd = open(ref, O_RDWR);
+	d = open_disk(img, DISK_FORMAT_AUTO, false, DISK_AIO_AUTO);
+	ck_assert_str_eq(disk_format_name(d), "qcow2");
+	ck_assert_uint_eq(disk_size(d), size);
+	for (unsigned i = 0; i < rounds; i++) {
+		uint64_t off, len;
+
+		s = s * 1664525u + 1013904223u;
+		off = ((uint64_t)s << 9) % size;
+		s = s * 1664525u + 1013904223u;
+		len = 512 * (1 + s % 300);
+		if (len > size - off)
+			len = size - off;
+		write_both(d, fd, off, len, s);
+	}
+	ck_assert_int_eq(disk_close(d), 0);
+	close(fd);
+	ck_assert_int_eq(qcheck(img), 0);
+	ck_assert_int_eq(qcompare(img, ref), 0);
+}
+
+START_TEST(test_qcow2_v3_writes_pass_qemu_img_check)
+{
+	qcow2_random_writes("", 64 << 20, 200);
+}
+END_TEST
+
+START_TEST(test_qcow2_v2_writes_pass_qemu_img_check)
+{
+	qcow2_random_writes("-o compat=0.10", 32 << 20, 150);
+}
+END_TEST
+
+START_TEST(test_qcow2_small_clusters_grow_refcount_table)
+{
+	/* 512-byte clusters: a refcount block covers 256 clusters and a
+	 * table cluster 64 blocks (8 MiB), so this grows the table. */
+	uint8_t be[4];
+	int fd;
+
+	qcow2_random_writes("-o cluster_size=512", 24 << 20, 400);
+	fd = open(path("r.qcow2"), O_RDONLY);
+	ck_assert_int_eq(pread(fd, be, 4, 56), 4); /* refcount_table_clusters */
+	close(fd);
+	ck_assert_uint_gt(be32toh(*(uint32_t *)be), 1);
+}
+END_TEST
+
+START_TEST(test_qcow2_refcount_bits_1_and_64)
+{
+	qcow2_random_writes("-o refcount_bits=1", 8 << 20, 60);
+	qcow2_random_writes("-o refcount_bits=64", 8 << 20, 60);
+}
+END_TEST
+
+START_TEST(test_qcow2_reads_what_qemu_io_wrote)
+{
+	const char *img = path("q.qcow2"), *ref = path("q.raw");
+	uint8_t a[65536 + 512], b[65536 + 512];
+	struct disk *d;
+	int fd;
+
+	make_raw(ref, 16 << 20);
+	fd = open(ref, O_RDWR);
+	fill(a, sizeof(a), 5);
+	ck_assert_int_eq(pwrite(fd, a, sizeof(a), 3 << 20), (ssize_t)sizeof(a));
+	close(fd);
+	ck_assert_int_eq(sh("qemu-img convert -O qcow2 '%s' '%s'", ref, img), 0);
+	d = open_disk(img, DISK_FORMAT_QCOW2, true, DISK_AIO_AUTO);
+	ck_assert_int_eq(disk_pread(d, 3 << 20, b, sizeof(b)), 0);
+	ck_assert_mem_eq(a, b, sizeof(a));
+	ck_assert_int_eq(disk_pread(d, 0, b, 4096), 0);
+	for (int i = 0; i < 4096; i++)
+		ck_assert_uint_eq(b[i], 0);
+	disk_close(d);
+}
+END_TEST
+
+START_TEST(test_qcow2_compressed_clusters_read_and_rewrite)
+{
+	const char *img = path("c.qcow2"), *ref = path("c.raw");
+	uint8_t *a = malloc(4 << 20), *b = malloc(4 << 20);
+	struct disk *d;
+	int fd;
+
+	make_raw(ref, 8 << 20);
+	fd = open(ref, O_RDWR);
+	/* Compressible but not trivial content. */
+	for (size_t i = 0; i < (4 << 20); i++)
+		a[i] = (uint8_t)((i / 7) ^ (i >> 13));
+	ck_assert_int_eq(pwrite(fd, a, 4 << 20, 1 << 20), 4 << 20);
+	ck_assert_int_eq(sh("qemu-img convert -c -O qcow2 '%s' '%s'", ref, img),
+			 0);
+	ck_assert_int_eq(sh("qemu-img info '%s' | grep -q qcow2", img), 0);
+	d = open_disk(img, DISK_FORMAT_AUTO, false, DISK_AIO_THREADS);
+	ck_assert_int_eq(disk_pread(d, 1 << 20, b, 4 << 20), 0);
+	ck_assert_mem_eq(a, b, 4 << 20);
+	/* Partial rewrites of compressed clusters. */
+	write_both(d, fd, (1 << 20) + 1000 * 512, 4096, 11);
+	write_both(d, fd, (2 << 20) + 65536 - 512, 1024, 12);
+	ck_assert_int_eq(disk_close(d), 0);
+	close(fd);
+	ck_assert_int_eq(qcheck(img), 0);
+	ck_assert_int_eq(qcompare(img, ref), 0);
+	free(a);
+	free(b);
+}
+END_TEST
+
+static void backing_chain(const char *base_fmt)
+{
+	const char *base = path("base.img"), *ov = path("ov.qcow2"),
+		   *ref = path("ref.raw");
+	uint8_t *a = malloc(1 << 20), *b = malloc(1 << 20);
+	struct disk *d;
+	int fd;
+
+	make_raw(ref, 8 << 20);
+	fd = open(ref, O_RDWR);
+	fill(a, 1 << 20, 21);
+	ck_assert_int_eq(pwrite(fd, a, 1 << 20, 2 << 20), 1 << 20);
+	ck_assert_int_eq(sh("qemu-img convert -O %s '%s' '%s'", base_fmt, ref,
+			    base), 0);
+	ck_assert_int_eq(sh("qemu-img create -f qcow2 -b base.img -F %s '%s'",
+			    base_fmt, ov), 0);
+	d = open_disk(ov, DISK_FORMAT_AUTO, false, DISK_AIO_AUTO);
+	ck_assert_int_eq(disk_pread(d, 2 << 20, b, 1 << 20), 0);
+	ck_assert_mem_eq(a, b, 1 << 20);
+	/* Partial-cluster writes copy the rest from the backing file. */
+	write_both(d, fd, (2 << 20) + 4096, 512, 31);
+	write_both(d, fd, (3 << 20) - 1024, 2048, 32);
+	/* Discard and write-zeroes must not expose backing data as zeros
+	 * incorrectly: write-zeroes reads zeros afterwards. */
+	ck_assert_int_eq(disk_write_zeroes(d, (2 << 20) + 131072, 65536, true),
+			 0);
+	memset(b, 0, 65536);
+	ck_assert_int_eq(pwrite(fd, b, 65536, (2 << 20) + 131072), 65536);
+	ck_assert_int_eq(disk_close(d), 0);
+	close(fd);
+	ck_assert_int_eq(qcheck(ov), 0);
+	ck_assert_int_eq(qcompare(ov, ref), 0);
+	free(a);
+	free(b);
+}
+
+START_TEST(test_qcow2_backing_qcow2)
+{
+	backing_chain("qcow2");
+}
+END_TEST
+
+START_TEST(test_qcow2_backing_raw)
+{
+	backing_chain("raw");
+}
+END_TEST
+
+START_TEST(test_qcow2_discard_and_write_zeroes)
+{
+	const char *img = path("z.qcow2"), *ref = path("z.raw");
+	uint8_t z[65536 * 3] = { 0 };
+	struct disk *d;
+	int fd;
+
+	ck_assert_int_eq(sh("qemu-img create -f qcow2 '%s' 16M", img), 0);
+	make_raw(ref, 16 << 20);
+	fd = open(ref, O_RDWR);
+	d = open_disk(img, DISK_FORMAT_AUTO, false, DISK_AIO_AUTO);
+	write_both(d, fd, 0, 1 << 20, 41);
+	ck_assert_int_eq(disk_write_zeroes(d, 65536 + 512, 65536 * 3, false),
+			 0);
+	ck_assert_int_eq(pwrite(fd, z, sizeof(z), 65536 + 512),
+			 (ssize_t)sizeof(z));
+	/* Discard of whole clusters (no backing: reads zeros after). */
+	ck_assert_int_eq(disk_discard(d, 4 * 65536, 2 * 65536), 0);
+	ck_assert_int_eq(pwrite(fd, z, 2 * 65536, 4 * 65536), 2 * 65536);
+	write_both(d, fd, 4 * 65536 + 4096, 512, 42); /* reallocate */
+	ck_assert_int_eq(disk_close(d), 0);
+	close(fd);
+	ck_assert_int_eq(qcheck(img), 0);
+	ck_assert_int_eq(qcompare(img, ref), 0);
+}
+END_TEST
+
+START_TEST(test_qcow2_concurrent_writes_into_shared_clusters)
+{
+	enum { N = 96 };
+	const char *img = path("cc.qcow2"), *ref = path("cc.raw"),
+		   *base = path("ccb.qcow2");
+	static uint8_t bufs[N][4096];
+	struct iovec iov[N];
+	struct done dn = { 0, 0 };
+	struct disk *d;
+	int fd;
+
+	/* A backing file with data, so every first write is a COW. */
+	make_raw(ref, 8 << 20);
+	fd = open(ref, O_RDWR);
+	{
+		uint8_t *b = malloc(8 << 20);
+
+		fill(b, 8 << 20, 77);
+		ck_assert_int_eq(pwrite(fd, b, 8 << 20, 0), 8 << 20);
+		free(b);
+	}
+	ck_assert_int_eq(sh("qemu-img convert -O qcow2 '%s' '%s'", ref, base), 0);
+	ck_assert_int_eq(sh("qemu-img create -f qcow2 -b ccb.qcow2 -F qcow2 "
+			    "'%s'", img), 0);
+	d = open_disk(img, DISK_FORMAT_AUTO, false, DISK_AIO_THREADS);
+	/* 4 KiB writes, 16 to each 64 KiB cluster, all in flight at once
+	 * on the pool: allocation races inside one cluster. */
+	for (int i = 0; i < N; i++) {
+		uint64_t off = (uint64_t)(i % 6) * 65536 * 3 +
+			       (uint64_t)(i / 6) * 4096;
+
+		fill(bufs[i], 4096, 1000u + (uint32_t)i);
+		iov[i] = (struct iovec){ bufs[i], 4096 };
+		ck_assert_int_eq(pwrite(fd, bufs[i], 4096, (off_t)off), 4096);
+		ck_assert_int_eq(disk_submit_writev(d, off, &iov[i], 1, on_done,
+						    &dn), 0);
+	}
+	wait_done(d, &dn, N);
+	ck_assert_int_eq(dn.result, 0);
+	ck_assert_int_eq(disk_close(d), 0);
+	close(fd);
+	ck_assert_int_eq(qcheck(img), 0);
+	ck_assert_int_eq(qcompare(img, ref), 0);
+}
+END_TEST
+
+static bool header_dirty(const char *img)
+{
+	uint8_t b;
+	int fd = open(img, O_RDONLY);
+
+	ck_assert_int_eq(pread(fd, &b, 1, 79), 1);
+	close(fd);
+	return b & 1;
+}
+
+START_TEST(test_qcow2_dirty_bit_set_while_open_cleared_on_close)
+{
+	const char *img = path("dirty.qcow2");
+	struct disk *d;
+
+	ck_assert_int_eq(sh("qemu-img create -f qcow2 '%s' 1M", img), 0);
+	d = open_disk(img, DISK_FORMAT_AUTO, false, DISK_AIO_AUTO);
+	ck_assert(header_dirty(img));
+	ck_assert_int_eq(disk_close(d), 0);
+	ck_assert(!header_dirty(img));
+	/* Read-only opens leave the header alone. */
+	d = open_disk(img, DISK_FORMAT_AUTO, true, DISK_AIO_AUTO);
+	ck_assert(!header_dirty(img));
+	disk_close(d);
+}
+END_TEST
+
+START_TEST(test_qcow2_sigkill_after_flush_leaves_consistent_image)
+{
+	const char *img = path("k.qcow2"), *ref = path("k.raw");
+	int pfd[2], st;
+	pid_t pid;
+	char c;
+
+	ck_assert_int_eq(sh("qemu-img create -f qcow2 '%s' 32M", img), 0);
+	make_raw(ref, 32 << 20);
+	ck_assert_int_eq(pipe(pfd), 0);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		struct disk_options o = { 0 };
+		struct disk *d;
+		int fd = open(ref, O_RDWR);
+		uint8_t buf[70000];
+
+		if (disk_open(img, &o, &d, why, sizeof(why)))
+			_exit(1);
+		for (int i = 0; i < 50; i++) {
+			uint64_t off = (uint64_t)(i * 7919 % 500) * 65536 + 
+				       (uint64_t)(i % 3) * 512;
+
+			fill(buf, sizeof(buf), (uint32_t)i);
+			if (disk_pwrite(d, off, buf, sizeof(buf)) ||
+			    pwrite(fd, buf, sizeof(buf), (off_t)off) < 0)
+				_exit(1);
+		}
+		if (disk_flush(d))
+			_exit(1);
+		/* The guest's flush completed; now die without closing. */
+		if (write(pfd[1], "x", 1) != 1)
+			_exit(1);
+		for (;;)
+			pause();
+	}
+	close(pfd[1]);
+	ck_assert_int_eq(read(pfd[0], &c, 1), 1);
+	kill(pid, SIGKILL);
+	waitpid(pid, &st, 0);
+	close(pfd[0]);
+	ck_assert(WIFSIGNALED(st));
+	ck_assert(header_dirty(img));
+	ck_assert_int_eq(qcheck(img), 0);
+	ck_assert_int_eq(qcompare(img, ref), 0);
+	/* Kite reopens its own unclean image (no lazy refcounts). */
+	{
+		struct disk *d = open_disk(img, DISK_FORMAT_AUTO, false,
+					   DISK_AIO_AUTO);
+
+		ck_assert_int_eq(disk_close(d), 0);
+	}
+	ck_assert(!header_dirty(img));
+}
+END_TEST
+
+/* ---- corrupt / unsupported images: a clear error at open ---- */
+
+static void patch(const char *img, off_t off, const void *bytes, size_t n)
+{
+	int fd = open(img, O_RDWR);
+
+	ck_assert_int_eq(pwrite(fd, bytes, n, off), (ssize_t)n);
+	close(fd);
+}
+
+static void expect_refused(const char *img, const char *reason)
+{
+	struct disk_options o = { .format = DISK_FORMAT_AUTO };
+	struct disk *d = NULL;
+	int err = disk_open(img, &o, &d, why, sizeof(why));
+
+	ck_assert_int_lt(err, 0);
+	ck_assert_ptr_null(d);
+	ck_assert_msg(strstr(why, reason), "reason '%s' lacks '%s'", why,
+		      reason);
+}
+
+static const char *fresh(const char *name, const char *opts)
+{
+	const char *img = path(name);
+
+	ck_assert_int_eq(sh("rm -f '%s'; qemu-img create -f qcow2 %s '%s' 16M",
+			    img, opts, img), 0);
+	return img;
+}
+
+START_TEST(test_qcow2_refuses_bad_magic)
+{
+	const char *img = fresh("m.qcow2", "");
+	struct disk_options o = { .format = DISK_FORMAT_QCOW2 };
+	struct disk *d;
+
+	patch(img, 0, "XXXX", 4);
+	ck_assert_int_lt(disk_open(img, &o, &d, why, sizeof(why)), 0);
+	ck_assert_ptr_nonnull(strstr(why, "bad magic"));
+}
+END_TEST
+
+START_TEST(test_qcow2_refuses_version_4)
+{
+	const char *img = fresh("v.qcow2", "");
+
+	patch(img, 4, "\0\0\0\4", 4);
+	expect_refused(img, "unsupported version 4");
+}
+END_TEST
+
+START_TEST(test_qcow2_refuses_unknown_incompatible_feature)
+{
+	const char *img = fresh("i.qcow2", "");
+
+	patch(img, 72 + 7, "\x20", 1); /* bit 5 */
+	expect_refused(img, "unsupported incompatible features 0x20");
+	patch(img, 72 + 7, "\x10", 1); /* bit 4: extended L2 */
+	expect_refused(img, "extended L2");
+}
+END_TEST
+
+START_TEST(test_qcow2_refuses_encryption)
+{
+	const char *img = fresh("e.qcow2", "");
+
+	patch(img, 32 + 3, "\1", 1); /* crypt_method = AES */
+	expect_refused(img, "encrypted");
+}
+END_TEST
+
+START_TEST(test_qcow2_refuses_bad_refcount_order_and_cluster_bits)
+{
+	const char *img = fresh("o.qcow2", "");
+
+	patch(img, 96 + 3, "\7", 1);
+	expect_refused(img, "refcount_order 7");
+	img = fresh("cb.qcow2", "");
+	patch(img, 20 + 3, "\x1e", 1); /* cluster_bits 30 */
+	expect_refused(img, "cluster_bits 30 out of range");
+	patch(img, 20 + 3, "\x08", 1);
+	expect_refused(img, "cluster_bits 8 out of range");
+}
+END_TEST
+
+START_TEST(test_qcow2_refuses_l1_beyond_file)
+{
+	const char *img = fresh("l1.qcow2", "");
+
+	patch(img, 40, "\0\0\0\1\0\0\0\0", 8); /* l1_table_offset 4 GiB */
+	expect_refused(img, "L1 table beyond end of file");
+}
+END_TEST
+
+START_TEST(test_qcow2_refuses_zstd_and_corrupt_for_writing)
+{
+	const char *img = fresh("zs.qcow2", "-o compression_type=zstd");
+	struct disk *d;
+
+	expect_refused(img, "compression type 1 not supported");
+	img = fresh("cor.qcow2", "");
+	patch(img, 72 + 7, "\x02", 1);
+	expect_refused(img, "marked corrupt");
+	d = open_disk(img, DISK_FORMAT_AUTO, true, DISK_AIO_AUTO);
+	disk_close(d);
+}
+END_TEST
+
+START_TEST(test_qcow2_refuses_missing_backing_file_with_its_name)
+{
+	const char *img = path("nb.qcow2");
+
+	ck_assert_int_eq(sh("qemu-img create -f qcow2 -u -b nothere.qcow2 "
+			    "-F qcow2 '%s' 16M", img), 0);
+	expect_refused(img, "backing file");
+	ck_assert_ptr_nonnull(strstr(why, "nothere.qcow2"));
+}
+END_TEST
+
+START_TEST(test_qcow2_corrupt_l2_pointer_is_an_io_error_not_a_crash)
+{
+	const char *img = path("bad.qcow2"), *ref = path("bad.raw");
+	uint8_t buf[4096];
+	uint64_t l1off, l2off;
+	uint8_t be[8];
+	struct disk *d;
+	int fd;
+
+	make_raw(ref, 4 << 20);
+	fd = open(ref, O_RDWR);
+	fill(buf, sizeof(buf), 1);
+	ck_assert_int_eq(pwrite(fd, buf, sizeof(buf), 0), 4096);
+	close(fd);
+	ck_assert_int_eq(sh("qemu-img convert -O qcow2 '%s' '%s'", ref, img), 0);
+	/* Point the first L2 entry at an unaligned offset. */
+	fd = open(img, O_RDWR);
+	ck_assert_int_eq(pread(fd, be, 8, 40), 8);
+	l1off = be64toh(*(uint64_t *)be);
+	ck_assert_int_eq(pread(fd, be, 8, (off_t)l1off), 8);
+	l2off = be64toh(*(uint64_t *)be) & 0x00fffffffffffe00ull;
+	*(uint64_t *)be = htobe64((1ull << 63) | 0x10200);
+	ck_assert_int_eq(pwrite(fd, be, 8, (off_t)l2off), 8);
+	close(fd);
+	d = open_disk(img, DISK_FORMAT_AUTO, true, DISK_AIO_AUTO);
+	ck_assert_int_eq(disk_pread(d, 0, buf, sizeof(buf)), -EIO);
+	disk_close(d);
+}
+END_TEST
+
+static Suite *qcow2_suite(void)
+{
+	Suite *s = suite_create("disk");
+	TCase *raw = tcase_create("raw");
+	TCase *q = tcase_create("qcow2");
+	TCase *bad = tcase_create("refused");
+
+	tcase_add_checked_fixture(raw, setup, teardown);
+	tcase_add_checked_fixture(q, setup, teardown);
+	tcase_add_checked_fixture(bad, setup, teardown);
+	tcase_set_timeout(raw, 60);
+	tcase_set_timeout(q, 240);
+	tcase_set_timeout(bad, 60);
+	tcase_add_test(raw, test_raw_io_uring_roundtrip);
+	tcase_add_test(raw, test_raw_thread_pool_roundtrip);
+	tcase_add_test(raw, test_raw_out_of_range_and_read_only);
+	tcase_add_test(raw, test_raw_ofd_lock_refuses_second_writer);
+	tcase_add_test(raw, test_raw_discard_and_write_zeroes);
+	tcase_add_test(raw, test_raw_direct_unaligned_buffers_bounce);
+	tcase_add_test(raw, test_raw_probed_image_cannot_be_turned_into_qcow2);
+	tcase_add_test(q, test_qcow2_v3_writes_pass_qemu_img_check);
+	tcase_add_test(q, test_qcow2_v2_writes_pass_qemu_img_check);
+	tcase_add_test(q, test_qcow2_small_clusters_grow_refcount_table);
+	tcase_add_test(q, test_qcow2_refcount_bits_1_and_64);
+	tcase_add_test(q, test_qcow2_reads_what_qemu_io_wrote);
+	tcase_add_test(q, test_qcow2_compressed_clusters_read_and_rewrite);
+	tcase_add_test(q, test_qcow2_backing_qcow2);
+	tcase_add_test(q, test_qcow2_backing_raw);
+	tcase_add_test(q, test_qcow2_discard_and_write_zeroes);
+	tcase_add_test(q, test_qcow2_concurrent_writes_into_shared_clusters);
+	tcase_add_test(q, test_qcow2_dirty_bit_set_while_open_cleared_on_close);
+	tcase_add_test(q, test_qcow2_sigkill_after_flush_leaves_consistent_image);
+	tcase_add_test(bad, test_qcow2_refuses_bad_magic);
+	tcase_add_test(bad, test_qcow2_refuses_version_4);
+	tcase_add_test(bad, test_qcow2_refuses_unknown_incompatible_feature);
+	tcase_add_test(bad, test_qcow2_refuses_encryption);
+	tcase_add_test(bad, test_qcow2_refuses_bad_refcount_order_and_cluster_bits);
+	tcase_add_test(bad, test_qcow2_refuses_l1_beyond_file);
+	tcase_add_test(bad, test_qcow2_refuses_zstd_and_corrupt_for_writing);
+	tcase_add_test(bad, test_qcow2_refuses_missing_backing_file_with_its_name);
+	tcase_add_test(bad, test_qcow2_corrupt_l2_pointer_is_an_io_error_not_a_crash);
+	suite_add_tcase(s, raw);
+	suite_add_tcase(s, q);
+	suite_add_tcase(s, bad);
+	return s;
+}
+
+UNIT_MAIN(qcow2_suite)

@@ -1,0 +1,911 @@
+/* virtio block device (virtio 1.2 §5.2), driven by the test driver over
+ * real disks (a raw file, a qcow2 image) in a temporary directory. */
+#include <endian.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "tests/unit/unit.h"
+#include "tests/unit/virtio_test_driver.h"
+#include "virtio/blk.h"
+
+#define DISK_BYTES (4u << 20)
+#define SECTORS (DISK_BYTES / 512)
+
+static struct vtd drv;
+static struct virtio_blk blk;
+static struct vtd_vq vq, vq1;
+static struct disk *disk;
+static char dir[64], img[128];
+static bool blk_up;
+
+#define DEV (&blk.vdev)
+#define F(b) VIRTIO_BIT(b)
+#define F_V1 F(VIRTIO_F_VERSION_1)
+#define F_BASIC (F_V1 | F(VIRTIO_BLK_F_FLUSH) | F(VIRTIO_BLK_F_DISCARD) | \
+		 F(VIRTIO_BLK_F_WRITE_ZEROES) | F(VIRTIO_BLK_F_CONFIG_WCE) | \
+		 F(VIRTIO_BLK_F_BLK_SIZE) | F(VIRTIO_BLK_F_SEG_MAX))
+
+static void make_raw(const char *p, uint64_t size)
+{
+	int fd = open(p, O_RDWR | O_CREAT | O_TRUNC, 0644);
+
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(ftruncate(fd, (off_t)size), 0);
+	close(fd);
+}
+
+/* Open |path| and build the device on it. */
+static void start_blk(const char *path, bool ro, unsigned nq,
+		      const char *serial)
+{
+	struct disk_options o = { .read_only = ro };
+	struct virtio_blk_options bo = { .serial = serial, .num_queues = nq };
+	char why[200];
+
+	ck_assert_msg(disk_open(path, &o, &disk, why, sizeof(why)) == 0, "%s",
+		      why);
+	ck_assert_int_eq(virtio_blk_init(&blk, "blk0", &drv.mem, disk, &bo), 0);
+	vtd_attach(&drv, DEV);
+	ck_assert_int_eq(virtio_device_start(DEV), 0);
+	blk_up = true;
+}
+
+static void stop_blk(void)
+{
+	if (!blk_up)
+		return;
+	virtio_blk_destroy(&blk);
+	ck_assert_int_eq(disk_close(disk), 0);
+	blk_up = false;
+}
+
+static void setup(void)
+{
+	strcpy(dir, "/var/tmp/kite-blk-XXXXXX");
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	snprintf(img, sizeof(img), "%s/disk.raw", dir);
+	make_raw(img, DISK_BYTES);
+	ck_assert_int_eq(vtd_init(&drv), 0);
+	memset(&vq, 0, sizeof(vq));
+	memset(&vq1, 0, sizeof(vq1));
+}
+
+static void teardown(void)
+{
+	char cmd[128];
+
+	stop_blk();
+	if (vq.drv)
+		vtd_vq_destroy(&vq);
+	if (vq1.drv)
+		vtd_vq_destroy(&vq1);
+	vtd_destroy(&drv);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	ck_assert_int_eq(system(cmd), 0);
+}
+
+static void setup_default(void)
+{
+	setup();
+	start_blk(img, false, 1, "kite-serial-1");
+}
+
+static void bring_up(uint64_t features, bool packed)
+{
+	ck_assert_int_eq(vtd_vq_init(&vq, &drv, 128, packed, false), 0);
+	ck_assert_int_eq(vtd_negotiate(&drv, features |
+			 (packed ? F(VIRTIO_F_RING_PACKED) : 0)), 0);
+	ck_assert_int_eq(vtd_setup_queue(&drv, 0, &vq), 0);
+	ck_assert_int_eq(vtd_driver_ok(&drv), 0);
+}
+
+/* Completions arrive from the disk asynchronously: poll for them. */
+static int wait_used(struct vtd_vq *q, uint32_t *id, uint32_t *len)
+{
+	for (int i = 0; i < 20000; i++) {
+		virtio_device_sync(DEV);
+		if (vtd_vq_get_used(q, id, len) == 1)
+			return 1;
+		usleep(500);
+	}
+	return 0;
+}
+
+static uint64_t put_hdr(uint32_t type, uint64_t sector)
+{
+	uint64_t gpa = vtd_alloc(&drv, 16, 8);
+	uint8_t *p = vtd_ptr(&drv, gpa, 16);
+	uint32_t t = htole32(type);
+	uint64_t s = htole64(sector);
+
+	memcpy(p, &t, 4);
+	memset(p + 4, 0, 4);
+	memcpy(p + 8, &s, 8);
+	return gpa;
+}
+
+/* One request: header, then |n| data elements, then a 1-byte status.
+ * Returns the status byte; *used gets the used length. */
+static uint8_t request_on(struct vtd_vq *q, unsigned qidx, uint32_t type,
+			  uint64_t sector, const struct vtd_sg *data,
+			  unsigned n, uint32_t *used)
+{
+	struct vtd_sg sg[40];
+	uint64_t st = vtd_alloc(&drv, 1, 1);
+	uint32_t id, len;
+
+	*(uint8_t *)vtd_ptr(&drv, st, 1) = 0xee;
+	sg[0] = (struct vtd_sg){ put_hdr(type, sector), 16, false };
+	for (unsigned i = 0; i < n; i++)
+		sg[1 + i] = data[i];
+	sg[1 + n] = (struct vtd_sg){ st, 1, true };
+	ck_assert_int_ge(vtd_vq_add(q, sg, n + 2, false), 0);
+	vtd_kick(&drv, qidx);
+	ck_assert_int_eq(wait_used(q, &id, &len), 1);
+	if (used)
+		*used = len;
+	return *(uint8_t *)vtd_ptr(&drv, st, 1);
+}
+
+static uint8_t request(uint32_t type, uint64_t sector,
+		       const struct vtd_sg *data, unsigned n, uint32_t *used)
+{
+	return request_on(&vq, 0, type, sector, data, n, used);
+}
+
+static uint64_t buffer(size_t len, uint8_t fillb)
+{
+	uint64_t gpa = vtd_alloc(&drv, len, 512);
+
+	memset(vtd_ptr(&drv, gpa, len), fillb, len);
+	return gpa;
+}
+
+static void file_read(uint64_t off, void *buf, size_t len)
+{
+	int fd = open(img, O_RDONLY);
+
+	ck_assert_int_eq(pread(fd, buf, len, (off_t)off), (ssize_t)len);
+	close(fd);
+}
+
+static void file_write(uint64_t off, const void *buf, size_t len)
+{
+	int fd = open(img, O_RDWR);
+
+	ck_assert_int_eq(pwrite(fd, buf, len, (off_t)off), (ssize_t)len);
+	close(fd);
+}
+
+static uint64_t cfg64(uint32_t off)
+{
+	uint64_t v;
+
+	ck_assert_int_eq(virtio_config_read(DEV, off, &v, 8), 0);
+	return le64toh(v);
+}
+
+static uint32_t cfg32(uint32_t off)
+{
+	uint32_t v;
+
+	ck_assert_int_eq(virtio_config_read(DEV, off, &v, 4), 0);
+	return le32toh(v);
+}
+
+static uint8_t cfg8(uint32_t off)
+{
+	uint8_t v;
+
+	ck_assert_int_eq(virtio_config_read(DEV, off, &v, 1), 0);
+	return v;
+}
+
+static uint64_t segment(uint64_t sector, uint32_t num, uint32_t flags)
+{
+	uint64_t gpa = vtd_alloc(&drv, 16, 8);
+	uint8_t *p = vtd_ptr(&drv, gpa, 16);
+
+	sector = htole64(sector);
+	num = htole32(num);
+	flags = htole32(flags);
+	memcpy(p, &sector, 8);
+	memcpy(p + 8, &num, 4);
+	memcpy(p + 12, &flags, 4);
+	return gpa;
+}
+
+/* ==== identity, features, config ==== */
+
+START_TEST(test_5_2_identity_type_2_features_and_config)
+{
+	uint64_t f = DEV->device_features;
+
+	ck_assert_uint_eq(DEV->device_id, VIRTIO_ID_BLOCK);
+	ck_assert_uint_eq(DEV->config_size, VIRTIO_BLK_CONFIG_SIZE);
+	ck_assert(f & F(VIRTIO_BLK_F_SIZE_MAX));
+	ck_assert(f & F(VIRTIO_BLK_F_SEG_MAX));
+	ck_assert(f & F(VIRTIO_BLK_F_BLK_SIZE));
+	ck_assert(f & F(VIRTIO_BLK_F_TOPOLOGY));
+	ck_assert(f & F(VIRTIO_BLK_F_DISCARD));
+	ck_assert(f & F(VIRTIO_BLK_F_WRITE_ZEROES));
+	ck_assert(!(f & F(VIRTIO_BLK_F_RO)));
+	/* §5.2.4: capacity in 512-byte sectors, always present. */
+	ck_assert_uint_eq(cfg64(VIRTIO_BLK_CFG_CAPACITY), SECTORS);
+	ck_assert_uint_eq(cfg32(VIRTIO_BLK_CFG_SEG_MAX), VIRTIO_BLK_SEG_MAX);
+	ck_assert_uint_eq(cfg32(VIRTIO_BLK_CFG_SIZE_MAX), VIRTIO_BLK_SIZE_MAX);
+	ck_assert_uint_eq(cfg32(VIRTIO_BLK_CFG_BLK_SIZE), 512);
+	ck_assert_uint_eq(cfg32(VIRTIO_BLK_CFG_MAX_DISCARD_SEG),
+			  VIRTIO_BLK_MAX_DISCARD_SEG);
+	ck_assert_uint_ge(cfg32(VIRTIO_BLK_CFG_MAX_WZ_SECTORS), 1);
+	ck_assert_uint_eq(cfg8(VIRTIO_BLK_CFG_WZ_MAY_UNMAP), 1);
+}
+END_TEST
+
+START_TEST(test_5_2_5_2_device_must_offer_flush_with_config_wce)
+{
+	uint64_t f = DEV->device_features;
+
+	ck_assert(f & F(VIRTIO_BLK_F_CONFIG_WCE));
+	ck_assert(f & F(VIRTIO_BLK_F_FLUSH));
+}
+END_TEST
+
+START_TEST(test_5_2_5_2_writeback_0_when_config_wce_without_flush)
+{
+	ck_assert_int_eq(vtd_negotiate(&drv, F_V1 | F(VIRTIO_BLK_F_CONFIG_WCE)),
+			 0);
+	ck_assert_uint_eq(cfg8(VIRTIO_BLK_CFG_WRITEBACK), 0);
+	/* With FLUSH the device starts in writeback mode (our default). */
+	ck_assert_int_eq(vtd_negotiate(&drv, F_V1 | F(VIRTIO_BLK_F_CONFIG_WCE) |
+					F(VIRTIO_BLK_F_FLUSH)), 0);
+	ck_assert_uint_eq(cfg8(VIRTIO_BLK_CFG_WRITEBACK), 1);
+	/* The driver may toggle it with CONFIG_WCE. */
+	{
+		uint8_t zero = 0;
+
+		virtio_config_write(DEV, VIRTIO_BLK_CFG_WRITEBACK, &zero, 1);
+	}
+	ck_assert_uint_eq(cfg8(VIRTIO_BLK_CFG_WRITEBACK), 0);
+}
+END_TEST
+
+START_TEST(test_5_2_5_2_device_must_initialize_padding_to_0)
+{
+	bring_up(F_BASIC, false);
+	ck_assert_uint_eq(cfg8(VIRTIO_BLK_CFG_UNUSED0), 0);
+	for (int i = 0; i < 3; i++)
+		ck_assert_uint_eq(cfg8(VIRTIO_BLK_CFG_UNUSED1 + i), 0);
+}
+END_TEST
+
+START_TEST(test_5_2_5_2_device_should_not_offer_zoned)
+{
+	ck_assert(!(DEV->device_features & F(VIRTIO_BLK_F_ZONED)));
+	ck_assert(!(DEV->device_features & F(VIRTIO_BLK_F_SECURE_ERASE)));
+	ck_assert(!(DEV->device_features & F(VIRTIO_BLK_F_LIFETIME)));
+}
+END_TEST
+
+/* ==== data path ==== */
+
+static void roundtrip(bool packed)
+{
+	uint64_t w = buffer(8192, 0), r = buffer(8192, 0);
+	uint8_t *wp = vtd_ptr(&drv, w, 8192), file[8192];
+	struct vtd_sg out = { w, 8192, false }, in = { r, 8192, true };
+	uint32_t used;
+
+	for (int i = 0; i < 8192; i++)
+		wp[i] = (uint8_t)(i * 7 + 3);
+	bring_up(F_BASIC, packed);
+	ck_assert_uint_eq(request(VIRTIO_BLK_T_OUT, 100, &out, 1, &used),
+			  VIRTIO_BLK_S_OK);
+	ck_assert_uint_eq(used, 1);
+	file_read(100 * 512, file, 8192);
+	ck_assert_mem_eq(file, wp, 8192);
+	ck_assert_uint_eq(request(VIRTIO_BLK_T_IN, 100, &in, 1, &used),
+			  VIRTIO_BLK_S_OK);
+	ck_assert_uint_eq(used, 8192 + 1);
+	ck_assert_mem_eq(vtd_ptr(&drv, r, 8192), wp, 8192);
+	ck_assert_uint_ge(vtd_queue_irqs(&drv, 0), 2);
+}
+
+START_TEST(test_5_2_6_write_then_read_split)
+{
+	roundtrip(false);
+}
+END_TEST
+
+START_TEST(test_5_2_6_write_then_read_packed)
+{
+	roundtrip(true);
+}
+END_TEST
+
+START_TEST(test_5_2_6_reads_host_written_data_scattered)
+{
+	uint8_t pat[4096];
+	uint64_t a = buffer(512, 0), b = buffer(3584, 0);
+	struct vtd_sg in[2] = { { a, 512, true }, { b, 3584, true } };
+
+	for (int i = 0; i < 4096; i++)
+		pat[i] = (uint8_t)(i ^ 0x5a);
+	file_write(DISK_BYTES - 4096, pat, 4096);
+	bring_up(F_BASIC, false);
+	/* The last 8 sectors: exactly up to capacity is fine. */
+	ck_assert_uint_eq(request(VIRTIO_BLK_T_IN, SECTORS - 8, in, 2, NULL),
+			  VIRTIO_BLK_S_OK);
+	ck_assert_mem_eq(vtd_ptr(&drv, a, 512), pat, 512);
+	ck_assert_mem_eq(vtd_ptr(&drv, b, 3584), pat + 512, 3584);
+}
+END_TEST
+
+START_TEST(test_5_2_6_many_requests_in_flight)
+{
+	enum { N = 32 };
+	uint64_t bufs[N], sts[N];
+	uint32_t id, len;
+	int got = 0;
+
+	bring_up(F_BASIC, false);
+	for (int i = 0; i < N; i++) {
+		struct vtd_sg sg[3];
+
+		bufs[i] = buffer(4096, (uint8_t)i);
+		sts[i] = vtd_alloc(&drv, 1, 1);
+		sg[0] = (struct vtd_sg){ put_hdr(VIRTIO_BLK_T_OUT, (uint64_t)i * 8),
+					 16, false };
+		sg[1] = (struct vtd_sg){ bufs[i], 4096, false };
+		sg[2] = (struct vtd_sg){ sts[i], 1, true };
+		ck_assert_int_ge(vtd_vq_add(&vq, sg, 3, false), 0);
+	}
+	vtd_kick(&drv, 0);
+	while (got < N && wait_used(&vq, &id, &len))
+		got++;
+	ck_assert_int_eq(got, N);
+	for (int i = 0; i < N; i++) {
+		uint8_t b[4096], want[4096];
+
+		ck_assert_uint_eq(*(uint8_t *)vtd_ptr(&drv, sts[i], 1), 0);
+		file_read((uint64_t)i * 4096, b, 4096);
+		memset(want, i, 4096);
+		ck_assert_mem_eq(b, want, 4096);
+	}
+}
+END_TEST
+
+START_TEST(test_5_2_6_2_flush_and_writethrough_commit_before_completion)
+{
+	uint64_t w = buffer(512, 0x11);
+	struct vtd_sg out = { w, 512, false };
+	uint8_t zero = 0, b[512];
+
+	bring_up(F_BASIC, false);
+	/* Writeback: a write is not synced; a flush is (case 3). */
+	ck_assert_uint_eq(request(VIRTIO_BLK_T_OUT, 2, &out, 1, NULL),
+			  VIRTIO_BLK_S_OK);
+	ck_assert_uint_eq(blk.syncs, 0);
+	ck_assert_uint_eq(request(VIRTIO_BLK_T_FLUSH, 0, NULL, 0, NULL),
+			  VIRTIO_BLK_S_OK);
+	ck_assert_uint_eq(blk.syncs, 1);
+	/* writeback = 0 (case 2): the write completes after its sync. */
+	virtio_config_write(DEV, VIRTIO_BLK_CFG_WRITEBACK, &zero, 1);
+	ck_assert_uint_eq(request(VIRTIO_BLK_T_OUT, 3, &out, 1, NULL),
+			  VIRTIO_BLK_S_OK);
+	ck_assert_uint_eq(blk.syncs, 2);
+	file_read(3 * 512, b, 512);
+	ck_assert_uint_eq(b[0], 0x11);
+}
+END_TEST
+
+START_TEST(test_5_2_6_2_writes_stable_when_flush_not_negotiated)
+{
+	uint64_t w = buffer(512, 0x12);
+	struct vtd_sg out = { w, 512, false };
+
+	/* Case 1: FLUSH offered but neither it nor CONFIG_WCE negotiated. */
+	bring_up(F_V1, false);
+	ck_assert_uint_eq(request(VIRTIO_BLK_T_OUT, 4, &out, 1, NULL),
+			  VIRTIO_BLK_S_OK);
+	ck_assert_uint_eq(blk.syncs, 1);
+}
+END_TEST
+
+START_TEST(test_5_2_6_get_id_returns_serial_nul_padded)
+{
+	uint64_t id = buffer(20, 0xff);
+	struct vtd_sg in = { id, 20, true };
+	uint8_t want[20] = "kite-serial-1";
+	uint32_t used;
+
+	bring_up(F_BASIC, false);
+	ck_assert_uint_eq(request(VIRTIO_BLK_T_GET_ID, 0, &in, 1, &used),
+			  VIRTIO_BLK_S_OK);
+	ck_assert_mem_eq(vtd_ptr(&drv, id, 20), want, 20);
+	ck_assert_uint_eq(used, 21);
+}
+END_TEST
+
+START_TEST(test_5_2_6_get_id_20_bytes_has_no_terminator)
+{
+	uint64_t id;
+	struct vtd_sg in;
+
+	stop_blk();
+	start_blk(img, false, 1, "ABCDEFGHIJKLMNOPQRSTUVWXYZ");
+	id = buffer(20, 0xff);
+	in = (struct vtd_sg){ id, 20, true };
+	bring_up(F_BASIC, false);
+	ck_assert_uint_eq(request(VIRTIO_BLK_T_GET_ID, 0, &in, 1, NULL),
+			  VIRTIO_BLK_S_OK);
+	ck_assert_mem_eq(vtd_ptr(&drv, id, 20), "ABCDEFGHIJKLMNOPQRST", 20);
+}
+END_TEST
+
+/* ==== §5.2.6.2 device requirements ==== */
+
+START_TEST(test_5_2_6_2_device_must_fail_writes_when_ro_and_write_nothing)
+{
+	uint64_t w;
+	struct vtd_sg out, seg;
+	uint8_t b[512], z[512] = { 0 };
+
+	stop_blk();
+	start_blk(img, true, 1, NULL);
+	ck_assert(DEV->device_features & F(VIRTIO_BLK_F_RO));
+	w = buffer(512, 0x77);
+	out = (struct vtd_sg){ w, 512, false };
+	bring_up(F_BASIC | F(VIRTIO_BLK_F_RO), false);
+	ck_assert_uint_eq(request(VIRTIO_BLK_T_OUT, 0, &out, 1, NULL),
+			  VIRTIO_BLK_S_IOERR);
+	seg = (struct vtd_sg){ segment(0, 8, 0), 16, false };
+	ck_assert_uint_eq(request(VIRTIO_BLK_T_WRITE_ZEROES, 0, &seg, 1, NULL),
+			  VIRTIO_BLK_S_IOERR);
+	ck_assert_uint_eq(request(VIRTIO_BLK_T_DISCARD, 0, &seg, 1, NULL),
+			  VIRTIO_BLK_S_IOERR);
+	file_read(0, b, 512);
+	ck_assert_mem_eq(b, z, 512);
+	/* Reads and flushes still work. */
+	out.write = true;
+	ck_assert_uint_eq(request(VIRTIO_BLK_T_IN, 0, &out, 1, NULL),
+			  VIRTIO_BLK_S_OK);
+	ck_assert_uint_eq(request(VIRTIO_BLK_T_FLUSH, 0, NULL, 0, NULL),
+			  VIRTIO_BLK_S_OK);
+}
+END_TEST
+
+START_TEST(test_5_2_6_2_device_must_set_unsupp_for_unknown_flags)
+{
+	struct vtd_sg seg;
+
+	bring_up(F_BASIC, false);
+	seg = (struct vtd_sg){ segment(0, 8, 2), 16, false };
+	ck_assert_uint_eq(request(VIRTIO_BLK_T_WRITE_ZEROES, 0, &seg, 1, NULL),
+			  VIRTIO_BLK_S_UNSUPP);
+	seg = (struct vtd_sg){ segment(0, 8, 0x80000000u), 16, false };
+	ck_assert_uint_eq(request(VIRTIO_BLK_T_DISCARD, 0, &seg, 1, NULL),
+			  VIRTIO_BLK_S_UNSUPP);
+}
+END_TEST
+
+START_TEST(test_5_2_6_2_device_must_set_unsupp_for_discard_with_unmap)
+{
+	struct vtd_sg seg;
+
+	bring_up(F_BASIC, false);
+	seg = (struct vtd_sg){ segment(0, 8, VIRTIO_BLK_WZ_F_UNMAP), 16, false };
+	ck_assert_uint_eq(request(VIRTIO_BLK_T_DISCARD, 0, &seg, 1, NULL),
+			  VIRTIO_BLK_S_UNSUPP);
+}
+END_TEST
+
+static void write_zeroes_case(uint32_t flags)
+{
+	uint8_t pat[8192], b[8192], z[8192] = { 0 };
+	struct vtd_sg seg[2];
+
+	memset(pat, 0xab, sizeof(pat));
+	file_write(0, pat, sizeof(pat));
+	file_write(65536, pat, sizeof(pat));
+	bring_up(F_BASIC, false);
+	seg[0] = (struct vtd_sg){ segment(1, 4, flags), 16, false };
+	seg[1] = (struct vtd_sg){ segment(128, 16, flags), 16, false };
+	ck_assert_uint_eq(request(VIRTIO_BLK_T_WRITE_ZEROES, 0, seg, 2, NULL),
+			  VIRTIO_BLK_S_OK);
+	file_read(0, b, sizeof(b));
+	ck_assert_mem_eq(b, pat, 512);
+	ck_assert_mem_eq(b + 512, z, 2048);
+	ck_assert_mem_eq(b + 2560, pat, 8192 - 2560);
+	file_read(65536, b, sizeof(b));
+	ck_assert_mem_eq(b, z, 8192);
+}
+
+START_TEST(test_5_2_6_2_write_zeroes_reads_must_return_zeroes)
+{
+	write_zeroes_case(0);
+}
+END_TEST
+
+START_TEST(test_5_2_6_2_write_zeroes_with_unmap_reads_must_return_zeroes)
+{
+	write_zeroes_case(VIRTIO_BLK_WZ_F_UNMAP);
+}
+END_TEST
+
+START_TEST(test_5_2_6_2_discard_multi_segment_ok)
+{
+	struct vtd_sg seg[3];
+
+	bring_up(F_BASIC, false);
+	seg[0] = (struct vtd_sg){ segment(0, 8, 0), 16, false };
+	seg[1] = (struct vtd_sg){ segment(64, 128, 0), 16, false };
+	seg[2] = (struct vtd_sg){ segment(SECTORS - 8, 8, 0), 16, false };
+	ck_assert_uint_eq(request(VIRTIO_BLK_T_DISCARD, 0, seg, 3, NULL),
+			  VIRTIO_BLK_S_OK);
+}
+END_TEST
+
+START_TEST(test_5_2_6_2_zone_requests_unsupp_without_zoned)
+{
+	static const uint32_t types[] = { 15, 16, 18, 20, 22, 24, 26 };
+	uint64_t b = buffer(512, 0);
+	struct vtd_sg in = { b, 512, true };
+
+	bring_up(F_BASIC, false);
+	for (unsigned i = 0; i < sizeof(types) / sizeof(types[0]); i++)
+		ck_assert_uint_eq(request(types[i], 0, &in, 1, NULL),
+				  VIRTIO_BLK_S_UNSUPP);
+	/* Not offered either: lifetime, secure erase, legacy SCSI. */
+	ck_assert_uint_eq(request(VIRTIO_BLK_T_GET_LIFETIME, 0, &in, 1, NULL),
+			  VIRTIO_BLK_S_UNSUPP);
+	ck_assert_uint_eq(request(VIRTIO_BLK_T_SECURE_ERASE, 0, NULL, 0, NULL),
+			  VIRTIO_BLK_S_UNSUPP);
+	ck_assert_uint_eq(request(2, 0, NULL, 0, NULL), VIRTIO_BLK_S_UNSUPP);
+}
+END_TEST
+
+START_TEST(test_5_2_6_2_discard_unsupp_when_not_negotiated)
+{
+	struct vtd_sg seg;
+
+	bring_up(F_V1 | F(VIRTIO_BLK_F_FLUSH), false);
+	seg = (struct vtd_sg){ segment(0, 8, 0), 16, false };
+	ck_assert_uint_eq(request(VIRTIO_BLK_T_DISCARD, 0, &seg, 1, NULL),
+			  VIRTIO_BLK_S_UNSUPP);
+	ck_assert_uint_eq(request(VIRTIO_BLK_T_WRITE_ZEROES, 0, &seg, 1, NULL),
+			  VIRTIO_BLK_S_UNSUPP);
+}
+END_TEST
+
+/* ==== malformed requests ==== */
+
+static void assert_device_ok(void)
+{
+	ck_assert(!(virtio_get_status(DEV) & VIRTIO_STATUS_DEVICE_NEEDS_RESET));
+}
+
+START_TEST(test_malformed_short_header_is_ioerr)
+{
+	uint64_t h = put_hdr(VIRTIO_BLK_T_IN, 0), st = vtd_alloc(&drv, 1, 1);
+	struct vtd_sg sg[2] = { { h, 8, false }, { st, 1, true } };
+	uint32_t id, len;
+
+	bring_up(F_BASIC, false);
+	ck_assert_int_ge(vtd_vq_add(&vq, sg, 2, false), 0);
+	vtd_kick(&drv, 0);
+	ck_assert_int_eq(wait_used(&vq, &id, &len), 1);
+	ck_assert_uint_eq(*(uint8_t *)vtd_ptr(&drv, st, 1), VIRTIO_BLK_S_IOERR);
+	assert_device_ok();
+}
+END_TEST
+
+START_TEST(test_malformed_header_split_across_descriptors_is_fine)
+{
+	uint64_t h = put_hdr(VIRTIO_BLK_T_IN, 0), st = vtd_alloc(&drv, 1, 1);
+	uint64_t d = buffer(512, 0);
+	struct vtd_sg sg[4] = { { h, 5, false }, { h + 5, 11, false },
+				{ d, 512, true }, { st, 1, true } };
+	uint32_t id, len;
+
+	bring_up(F_BASIC, false);
+	/* §2.7.4.1: no assumption about the arrangement of descriptors. */
+	ck_assert_int_ge(vtd_vq_add(&vq, sg, 4, false), 0);
+	vtd_kick(&drv, 0);
+	ck_assert_int_eq(wait_used(&vq, &id, &len), 1);
+	ck_assert_uint_eq(*(uint8_t *)vtd_ptr(&drv, st, 1), VIRTIO_BLK_S_OK);
+}
+END_TEST
+
+START_TEST(test_malformed_status_shares_descriptor_with_data)
+{
+	uint64_t h = put_hdr(VIRTIO_BLK_T_IN, 0), d = buffer(513, 0x55);
+	struct vtd_sg sg[2] = { { h, 16, false }, { d, 513, true } };
+	uint32_t id, len;
+
+	bring_up(F_BASIC, false);
+	ck_assert_int_ge(vtd_vq_add(&vq, sg, 2, false), 0);
+	vtd_kick(&drv, 0);
+	ck_assert_int_eq(wait_used(&vq, &id, &len), 1);
+	/* Status is the last byte of the writable part. */
+	ck_assert_uint_eq(*(uint8_t *)vtd_ptr(&drv, d + 512, 1), 0);
+	ck_assert_uint_eq(*(uint8_t *)vtd_ptr(&drv, d, 1), 0);
+	ck_assert_uint_eq(len, 513);
+}
+END_TEST
+
+START_TEST(test_malformed_wrong_directions_are_ioerr)
+{
+	uint64_t d = buffer(512, 0x66);
+	struct vtd_sg ro = { d, 512, false }, rw = { d, 512, true };
+	uint8_t b[512], z[512] = { 0 };
+
+	bring_up(F_BASIC, false);
+	/* A read whose data buffer is device-readable. */
+	ck_assert_uint_eq(request(VIRTIO_BLK_T_IN, 0, &ro, 1, NULL),
+			  VIRTIO_BLK_S_IOERR);
+	ck_assert_uint_eq(*(uint8_t *)vtd_ptr(&drv, d, 1), 0x66);
+	/* A write whose data buffer is device-writable. */
+	ck_assert_uint_eq(request(VIRTIO_BLK_T_OUT, 0, &rw, 1, NULL),
+			  VIRTIO_BLK_S_IOERR);
+	file_read(0, b, 512);
+	ck_assert_mem_eq(b, z, 512);
+	assert_device_ok();
+}
+END_TEST
+
+START_TEST(test_malformed_sectors_past_the_end_are_ioerr)
+{
+	uint64_t d = buffer(1024, 0);
+	struct vtd_sg in = { d, 1024, true }, out = { d, 1024, false };
+	struct vtd_sg seg;
+
+	bring_up(F_BASIC, false);
+	ck_assert_uint_eq(request(VIRTIO_BLK_T_IN, SECTORS - 1, &in, 1, NULL),
+			  VIRTIO_BLK_S_IOERR);
+	ck_assert_uint_eq(request(VIRTIO_BLK_T_OUT, SECTORS, &out, 1, NULL),
+			  VIRTIO_BLK_S_IOERR);
+	ck_assert_uint_eq(request(VIRTIO_BLK_T_IN, UINT64_MAX, &in, 1, NULL),
+			  VIRTIO_BLK_S_IOERR);
+	ck_assert_uint_eq(request(VIRTIO_BLK_T_OUT, (UINT64_MAX / 512) + 1,
+				  &out, 1, NULL), VIRTIO_BLK_S_IOERR);
+	seg = (struct vtd_sg){ segment(SECTORS - 4, 8, 0), 16, false };
+	ck_assert_uint_eq(request(VIRTIO_BLK_T_DISCARD, 0, &seg, 1, NULL),
+			  VIRTIO_BLK_S_IOERR);
+	seg = (struct vtd_sg){ segment(UINT64_MAX - 2, 8, 0), 16, false };
+	ck_assert_uint_eq(request(VIRTIO_BLK_T_WRITE_ZEROES, 0, &seg, 1, NULL),
+			  VIRTIO_BLK_S_IOERR);
+	assert_device_ok();
+}
+END_TEST
+
+START_TEST(test_malformed_partial_sector_and_bad_segment_lists_are_ioerr)
+{
+	uint64_t d = buffer(700, 0), s = vtd_alloc(&drv, 32, 8);
+	struct vtd_sg in = { d, 700, true }, seg = { s, 12, false };
+	struct vtd_sg many[VIRTIO_BLK_MAX_DISCARD_SEG + 1];
+
+	bring_up(F_BASIC, false);
+	ck_assert_uint_eq(request(VIRTIO_BLK_T_IN, 0, &in, 1, NULL),
+			  VIRTIO_BLK_S_IOERR);
+	/* Segment list not a multiple of 16 bytes / empty / too long. */
+	ck_assert_uint_eq(request(VIRTIO_BLK_T_DISCARD, 0, &seg, 1, NULL),
+			  VIRTIO_BLK_S_IOERR);
+	ck_assert_uint_eq(request(VIRTIO_BLK_T_DISCARD, 0, NULL, 0, NULL),
+			  VIRTIO_BLK_S_IOERR);
+	for (int i = 0; i <= VIRTIO_BLK_MAX_DISCARD_SEG; i++)
+		many[i] = (struct vtd_sg){ segment((uint64_t)i * 8, 8, 0), 16,
+					   false };
+	ck_assert_uint_eq(request(VIRTIO_BLK_T_DISCARD, 0, many,
+				  VIRTIO_BLK_MAX_DISCARD_SEG + 1, NULL),
+			  VIRTIO_BLK_S_IOERR);
+	assert_device_ok();
+}
+END_TEST
+
+START_TEST(test_malformed_no_status_byte_returns_chain_unused)
+{
+	uint64_t h = put_hdr(VIRTIO_BLK_T_FLUSH, 0);
+	struct vtd_sg sg = { h, 16, false };
+	uint32_t id, len;
+
+	bring_up(F_BASIC, false);
+	ck_assert_int_ge(vtd_vq_add(&vq, &sg, 1, false), 0);
+	vtd_kick(&drv, 0);
+	ck_assert_int_eq(wait_used(&vq, &id, &len), 1);
+	ck_assert_uint_eq(len, 0);
+	assert_device_ok();
+	/* The device carries on. */
+	ck_assert_uint_eq(request(VIRTIO_BLK_T_FLUSH, 0, NULL, 0, NULL),
+			  VIRTIO_BLK_S_OK);
+}
+END_TEST
+
+START_TEST(test_malformed_too_many_segments_is_ioerr)
+{
+	enum { N = VIRTIO_BLK_SEG_MAX + 1 };
+	static struct vtd_sg sg[N + 2];
+	uint64_t d = buffer(512 * N, 0), st = vtd_alloc(&drv, 1, 1);
+	uint32_t id, len;
+
+	sg[0] = (struct vtd_sg){ put_hdr(VIRTIO_BLK_T_IN, 0), 16, false };
+	for (int i = 0; i < N; i++)
+		sg[1 + i] = (struct vtd_sg){ d + 512 * i, 512, true };
+	sg[N + 1] = (struct vtd_sg){ st, 1, true };
+	ck_assert_int_eq(vtd_vq_init(&vq, &drv, 256, false, false), 0);
+	ck_assert_int_eq(vtd_negotiate(&drv, F_BASIC |
+				       F(VIRTIO_F_INDIRECT_DESC)), 0);
+	ck_assert_int_eq(vtd_setup_queue(&drv, 0, &vq), 0);
+	ck_assert_int_eq(vtd_driver_ok(&drv), 0);
+	ck_assert_int_ge(vtd_vq_add(&vq, sg, N + 2, true), 0);
+	vtd_kick(&drv, 0);
+	ck_assert_int_eq(wait_used(&vq, &id, &len), 1);
+	ck_assert_uint_eq(*(uint8_t *)vtd_ptr(&drv, st, 1), VIRTIO_BLK_S_IOERR);
+	assert_device_ok();
+}
+END_TEST
+
+/* ==== multiqueue, reset, qcow2 ==== */
+
+START_TEST(test_5_2_2_mq_second_queue_serves_requests)
+{
+	uint64_t w = buffer(512, 0x42);
+	struct vtd_sg out = { w, 512, false };
+	uint8_t b[512];
+
+	stop_blk();
+	start_blk(img, false, 2, NULL);
+	ck_assert(DEV->device_features & F(VIRTIO_BLK_F_MQ));
+	ck_assert_uint_eq(DEV->nr_queues, 2);
+	ck_assert_uint_eq(cfg8(VIRTIO_BLK_CFG_NUM_QUEUES), 2);
+	ck_assert_int_eq(vtd_vq_init(&vq, &drv, 64, false, false), 0);
+	ck_assert_int_eq(vtd_vq_init(&vq1, &drv, 64, false, false), 0);
+	ck_assert_int_eq(vtd_negotiate(&drv, F_BASIC | F(VIRTIO_BLK_F_MQ)), 0);
+	ck_assert_int_eq(vtd_setup_queue(&drv, 0, &vq), 0);
+	ck_assert_int_eq(vtd_setup_queue(&drv, 1, &vq1), 0);
+	ck_assert_int_eq(vtd_driver_ok(&drv), 0);
+	ck_assert_uint_eq(request_on(&vq1, 1, VIRTIO_BLK_T_OUT, 9, &out, 1,
+				     NULL), VIRTIO_BLK_S_OK);
+	ck_assert_uint_ge(vtd_queue_irqs(&drv, 1), 1);
+	file_read(9 * 512, b, 512);
+	ck_assert_uint_eq(b[0], 0x42);
+	ck_assert_uint_eq(request(VIRTIO_BLK_T_FLUSH, 0, NULL, 0, NULL),
+			  VIRTIO_BLK_S_OK);
+}
+END_TEST
+
+START_TEST(test_2_4_reset_with_requests_in_flight)
+{
+	uint32_t id, len;
+
+	bring_up(F_BASIC, false);
+	for (int i = 0; i < 16; i++) {
+		uint64_t d = buffer(65536, 0);
+		struct vtd_sg sg[3] = {
+			{ put_hdr(VIRTIO_BLK_T_IN, (uint64_t)i * 128), 16, false },
+			{ d, 65536, true },
+			{ vtd_alloc(&drv, 1, 1), 1, true },
+		};
+
+		ck_assert_int_ge(vtd_vq_add(&vq, sg, 3, false), 0);
+	}
+	virtio_queue_kick(DEV, 0);
+	virtio_reset(DEV);
+	ck_assert_uint_eq(virtio_get_status(DEV), 0);
+	ck_assert_uint_eq(disk_inflight(disk), 0);
+	/* Nothing is pushed to the old ring after the reset returned. */
+	{
+		uint16_t before = vtd_split_used_idx(&vq);
+
+		virtio_device_sync(DEV);
+		usleep(20000);
+		virtio_device_sync(DEV);
+		ck_assert_uint_eq(vtd_split_used_idx(&vq), before);
+	}
+	/* And the device works again after re-initialisation. */
+	vtd_vq_destroy(&vq);
+	bring_up(F_BASIC, false);
+	ck_assert_uint_eq(request(VIRTIO_BLK_T_FLUSH, 0, NULL, 0, NULL),
+			  VIRTIO_BLK_S_OK);
+	(void)id;
+	(void)len;
+}
+END_TEST
+
+START_TEST(test_5_2_qcow2_image_through_the_device_passes_qemu_img_check)
+{
+	char q[160], cmd[400];
+	uint64_t w = buffer(65536 + 4096, 0);
+	struct vtd_sg out = { w, 65536 + 4096, false }, seg;
+	uint8_t *wp = vtd_ptr(&drv, w, 65536 + 4096);
+
+	stop_blk();
+	snprintf(q, sizeof(q), "%s/disk.qcow2", dir);
+	snprintf(cmd, sizeof(cmd), "qemu-img create -q -f qcow2 '%s' 16M", q);
+	ck_assert_int_eq(system(cmd), 0);
+	start_blk(q, false, 1, NULL);
+	ck_assert_uint_eq(cfg64(VIRTIO_BLK_CFG_CAPACITY), (16 << 20) / 512);
+	for (int i = 0; i < 65536 + 4096; i++)
+		wp[i] = (uint8_t)(i * 31);
+	bring_up(F_BASIC, false);
+	ck_assert_uint_eq(request(VIRTIO_BLK_T_OUT, 7, &out, 1, NULL),
+			  VIRTIO_BLK_S_OK);
+	ck_assert_uint_eq(request(VIRTIO_BLK_T_OUT, 20000, &out, 1, NULL),
+			  VIRTIO_BLK_S_OK);
+	seg = (struct vtd_sg){ segment(20000, 256, VIRTIO_BLK_WZ_F_UNMAP), 16,
+			       false };
+	ck_assert_uint_eq(request(VIRTIO_BLK_T_WRITE_ZEROES, 0, &seg, 1, NULL),
+			  VIRTIO_BLK_S_OK);
+	ck_assert_uint_eq(request(VIRTIO_BLK_T_FLUSH, 0, NULL, 0, NULL),
+			  VIRTIO_BLK_S_OK);
+	stop_blk();
+	snprintf(cmd, sizeof(cmd), "qemu-img check -q '%s'", q);
+	ck_assert_int_eq(system(cmd), 0);
+	/* The data is where the guest put it. */
+	snprintf(cmd, sizeof(cmd),
+		 "qemu-img convert -O raw '%s' '%s/out.raw'", q, dir);
+	ck_assert_int_eq(system(cmd), 0);
+	{
+		char raw[160];
+		uint8_t b[65536 + 4096];
+		int fd;
+
+		snprintf(raw, sizeof(raw), "%s/out.raw", dir);
+		fd = open(raw, O_RDONLY);
+		ck_assert_int_eq(pread(fd, b, sizeof(b), 7 * 512),
+				 (ssize_t)sizeof(b));
+		close(fd);
+		ck_assert_mem_eq(b, wp, sizeof(b));
+	}
+}
+END_TEST
+
+static Suite *virtio_blk_suite(void)
+{
+	Suite *s = suite_create("virtio_blk");
+	TCase *tc = tcase_create("blk");
+
+	tcase_add_checked_fixture(tc, setup_default, teardown);
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, test_5_2_identity_type_2_features_and_config);
+	tcase_add_test(tc, test_5_2_5_2_device_must_offer_flush_with_config_wce);
+	tcase_add_test(tc, test_5_2_5_2_writeback_0_when_config_wce_without_flush);
+	tcase_add_test(tc, test_5_2_5_2_device_must_initialize_padding_to_0);
+	tcase_add_test(tc, test_5_2_5_2_device_should_not_offer_zoned);
+	tcase_add_test(tc, test_5_2_6_write_then_read_split);
+	tcase_add_test(tc, test_5_2_6_write_then_read_packed);
+	tcase_add_test(tc, test_5_2_6_reads_host_written_data_scattered);
+	tcase_add_test(tc, test_5_2_6_many_requests_in_flight);
+	tcase_add_test(tc, test_5_2_6_2_flush_and_writethrough_commit_before_completion);
+	tcase_add_test(tc, test_5_2_6_2_writes_stable_when_flush_not_negotiated);
+	tcase_add_test(tc, test_5_2_6_get_id_returns_serial_nul_padded);
+	tcase_add_test(tc, test_5_2_6_get_id_20_bytes_has_no_terminator);
+	tcase_add_test(tc, test_5_2_6_2_device_must_fail_writes_when_ro_and_write_nothing);
+	tcase_add_test(tc, test_5_2_6_2_device_must_set_unsupp_for_unknown_flags);
+	tcase_add_test(tc, test_5_2_6_2_device_must_set_unsupp_for_discard_with_unmap);
+	tcase_add_test(tc, test_5_2_6_2_write_zeroes_reads_must_return_zeroes);
+	tcase_add_test(tc, test_5_2_6_2_write_zeroes_with_unmap_reads_must_return_zeroes);
+	tcase_add_test(tc, test_5_2_6_2_discard_multi_segment_ok);
+	tcase_add_test(tc, test_5_2_6_2_zone_requests_unsupp_without_zoned);
+	tcase_add_test(tc, test_5_2_6_2_discard_unsupp_when_not_negotiated);
+	tcase_add_test(tc, test_malformed_short_header_is_ioerr);
+	tcase_add_test(tc, test_malformed_header_split_across_descriptors_is_fine);
+	tcase_add_test(tc, test_malformed_status_shares_descriptor_with_data);
+	tcase_add_test(tc, test_malformed_wrong_directions_are_ioerr);
+	tcase_add_test(tc, test_malformed_sectors_past_the_end_are_ioerr);
+	tcase_add_test(tc, test_malformed_partial_sector_and_bad_segment_lists_are_ioerr);
+	tcase_add_test(tc, test_malformed_no_status_byte_returns_chain_unused);
+	tcase_add_test(tc, test_malformed_too_many_segments_is_ioerr);
+	tcase_add_test(tc, test_5_2_2_mq_second_queue_serves_requests);
+	tcase_add_test(tc, test_2_4_reset_with_requests_in_flight);
+	tcase_add_test(tc, test_5_2_qcow2_image_through_the_device_passes_qemu_img_check);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+UNIT_MAIN(virtio_blk_suite)

@@ -1,0 +1,129 @@
+/* virtio block device (virtio 1.2 §5.2, device type 2) over a struct disk
+ * (vmm/disk/disk.h: raw or qcow2, asynchronous I/O).
+ *
+ * Features offered: SIZE_MAX, SEG_MAX, BLK_SIZE, TOPOLOGY, FLUSH,
+ * CONFIG_WCE, DISCARD, WRITE_ZEROES, MQ, and RO for a read-only disk;
+ * GET_ID answers with the serial number.
+ *
+ * Requests are popped on the device's queue thread, submitted to the
+ * disk without waiting, and completed from the disk's completion eventfd
+ * (watched by the same thread).  All queues of a multiqueue device share
+ * that one thread: the virtio core runs one thread per device
+ * (virtio_device_start) and serialises all device callbacks under
+ * dev->work_lock, so a thread per queue needs per-queue threads and
+ * locks in the core first.  The I/O itself is concurrent either way
+ * (io_uring / the disk's pool).
+ *
+ * Every request is validated (header size, directions, segment count,
+ * sector range, status byte); a bad one completes with
+ * VIRTIO_BLK_S_IOERR or VIRTIO_BLK_S_UNSUPP, never touches the disk
+ * outside its size, and never breaks the device. */
+#ifndef KITE_VIRTIO_BLK_H
+#define KITE_VIRTIO_BLK_H
+
+#include <sys/uio.h>
+
+#include "virtio/virtio.h"
+#include "vmm/disk/disk.h"
+
+/* §5.2.3 feature bits. */
+#define VIRTIO_BLK_F_SIZE_MAX     1
+#define VIRTIO_BLK_F_SEG_MAX      2
+#define VIRTIO_BLK_F_GEOMETRY     4
+#define VIRTIO_BLK_F_RO           5
+#define VIRTIO_BLK_F_BLK_SIZE     6
+#define VIRTIO_BLK_F_FLUSH        9
+#define VIRTIO_BLK_F_TOPOLOGY     10
+#define VIRTIO_BLK_F_CONFIG_WCE   11
+#define VIRTIO_BLK_F_MQ           12
+#define VIRTIO_BLK_F_DISCARD      13
+#define VIRTIO_BLK_F_WRITE_ZEROES 14
+#define VIRTIO_BLK_F_LIFETIME     15
+#define VIRTIO_BLK_F_SECURE_ERASE 16
+#define VIRTIO_BLK_F_ZONED        17
+
+/* §5.2.6 request types and status values. */
+#define VIRTIO_BLK_T_IN           0
+#define VIRTIO_BLK_T_OUT          1
+#define VIRTIO_BLK_T_FLUSH        4
+#define VIRTIO_BLK_T_FLUSH_OUT    5 /* legacy synonym */
+#define VIRTIO_BLK_T_GET_ID       8
+#define VIRTIO_BLK_T_GET_LIFETIME 10
+#define VIRTIO_BLK_T_DISCARD      11
+#define VIRTIO_BLK_T_WRITE_ZEROES 13
+#define VIRTIO_BLK_T_SECURE_ERASE 14
+
+#define VIRTIO_BLK_S_OK     0
+#define VIRTIO_BLK_S_IOERR  1
+#define VIRTIO_BLK_S_UNSUPP 2
+
+#define VIRTIO_BLK_WZ_F_UNMAP 1u
+
+#define VIRTIO_BLK_ID_BYTES 20
+#define VIRTIO_BLK_SECTOR 512
+
+/* §5.2.4 config offsets (little-endian fields). */
+#define VIRTIO_BLK_CFG_CAPACITY        0
+#define VIRTIO_BLK_CFG_SIZE_MAX        8
+#define VIRTIO_BLK_CFG_SEG_MAX         12
+#define VIRTIO_BLK_CFG_GEOMETRY        16
+#define VIRTIO_BLK_CFG_BLK_SIZE        20
+#define VIRTIO_BLK_CFG_PHYS_BLOCK_EXP  24
+#define VIRTIO_BLK_CFG_ALIGN_OFFSET    25
+#define VIRTIO_BLK_CFG_MIN_IO_SIZE     26
+#define VIRTIO_BLK_CFG_OPT_IO_SIZE     28
+#define VIRTIO_BLK_CFG_WRITEBACK       32
+#define VIRTIO_BLK_CFG_UNUSED0         33
+#define VIRTIO_BLK_CFG_NUM_QUEUES      34
+#define VIRTIO_BLK_CFG_MAX_DISCARD_SECTORS 36
+#define VIRTIO_BLK_CFG_MAX_DISCARD_SEG     40
+#define VIRTIO_BLK_CFG_DISCARD_ALIGNMENT   44
+#define VIRTIO_BLK_CFG_MAX_WZ_SECTORS      48
+#define VIRTIO_BLK_CFG_MAX_WZ_SEG          52
+#define VIRTIO_BLK_CFG_WZ_MAY_UNMAP        56
+#define VIRTIO_BLK_CFG_UNUSED1             57
+#define VIRTIO_BLK_CONFIG_SIZE             72 /* through secure erase */
+
+/* Kite's limits, as offered in the config. */
+#define VIRTIO_BLK_SEG_MAX         254
+#define VIRTIO_BLK_SIZE_MAX        (4u << 20)
+#define VIRTIO_BLK_MAX_DISCARD_SEG 16
+#define VIRTIO_BLK_MAX_DISCARD_SECTORS (1u << 22) /* 2 GiB per segment */
+#define VIRTIO_BLK_QUEUE_SIZE      256
+#define VIRTIO_BLK_MAX_QUEUES      16
+
+struct virtio_blk_options {
+	const char *serial;   /* GET_ID string, at most 20 bytes used; NULL: "" */
+	unsigned num_queues;  /* 0 or 1: one queue; up to VIRTIO_BLK_MAX_QUEUES */
+	bool writethrough;    /* start in writethrough mode (cache=writethrough) */
+	bool ignore_flush;    /* cache=unsafe: flushes succeed without syncing */
+};
+
+struct virtio_blk_req;
+
+struct virtio_blk {
+	struct virtio_device vdev;  /* first: the core hands us &vdev */
+	struct disk *disk;          /* owned by the caller */
+	char serial[VIRTIO_BLK_ID_BYTES];
+	unsigned num_queues;
+	bool read_only, default_writeback, ignore_flush;
+	uint8_t writeback;          /* config field: 1 writeback, 0 writethrough */
+	bool resetting;             /* completions are being dropped */
+	struct virtio_blk_req *free_reqs;
+	unsigned inflight;          /* requests submitted, not yet used */
+	bool notify_pending[VIRTIO_BLK_MAX_QUEUES];
+	/* statistics */
+	uint64_t reads, writes, flushes, errors;
+	uint64_t syncs;              /* backend flushes (fdatasync) issued */
+};
+
+/* Initialise the device model on an open disk (no thread yet: attach a
+ * transport, then virtio_device_start(&blk->vdev)).  The disk stays the
+ * caller's; close it after virtio_blk_destroy(). */
+int virtio_blk_init(struct virtio_blk *blk, const char *name,
+		    const struct guest_memory *mem, struct disk *disk,
+		    const struct virtio_blk_options *opts);
+/* Stop the device thread, wait for in-flight I/O, free requests. */
+void virtio_blk_destroy(struct virtio_blk *blk);
+
+#endif

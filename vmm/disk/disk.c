@@ -1,0 +1,728 @@
+/* The disk layer's common part: opening (format probe, OFD lock, block
+ * sizes), the aio engine (io_uring completions and a thread pool behind
+ * one eventfd), synchronous helpers and iovec helpers.  See disk.h. */
+#include "vmm/disk/disk_impl.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/fs.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* Backing chains deeper than this are refused (and loops end here). */
+#define DISK_MAX_BACKING_DEPTH 16
+
+static void set_why(char *why, size_t why_len, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void set_why(char *why, size_t why_len, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!why || !why_len)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(why, why_len, fmt, ap);
+	va_end(ap);
+}
+
+/* ---- iovec helpers ------------------------------------------------------ */
+
+uint64_t iov_total(const struct iovec *iov, int iovcnt)
+{
+	uint64_t n = 0;
+
+	for (int i = 0; i < iovcnt; i++)
+		n += iov[i].iov_len;
+	return n;
+}
+
+int iov_slice(const struct iovec *iov, int iovcnt, uint64_t skip,
+	      uint64_t len, struct iovec *out, int max)
+{
+	int n = 0;
+
+	for (int i = 0; i < iovcnt && len > 0; i++) {
+		uint64_t l = iov[i].iov_len;
+
+		if (skip >= l) {
+			skip -= l;
+			continue;
+		}
+		if (n >= max)
+			return -E2BIG;
+		out[n].iov_base = (char *)iov[i].iov_base + skip;
+		out[n].iov_len = l - skip < len ? l - skip : len;
+		len -= out[n].iov_len;
+		skip = 0;
+		n++;
+	}
+	return n;
+}
+
+/* Walk [skip, skip+len) of an iovec calling |fn| on each piece. */
+#define IOV_WALK(iov, iovcnt, skip, len, body)                               \
+	do {                                                                  \
+		uint64_t s_ = (skip), l_ = (len), done_ = 0;                  \
+		for (int i_ = 0; i_ < (iovcnt) && l_ > 0; i_++) {             \
+			uint64_t il_ = (iov)[i_].iov_len, n_;                 \
+			char *p_;                                             \
+			if (s_ >= il_) {                                      \
+				s_ -= il_;                                    \
+				continue;                                     \
+			}                                                     \
+			p_ = (char *)(iov)[i_].iov_base + s_;                 \
+			n_ = il_ - s_ < l_ ? il_ - s_ : l_;                   \
+			body;                                                 \
+			done_ += n_;                                          \
+			l_ -= n_;                                             \
+			s_ = 0;                                               \
+		}                                                             \
+	} while (0)
+
+void iov_memset(const struct iovec *iov, int iovcnt, uint64_t skip, int c,
+		uint64_t len)
+{
+	IOV_WALK(iov, iovcnt, skip, len, memset(p_, c, n_));
+}
+
+void iov_to_buf(const struct iovec *iov, int iovcnt, uint64_t skip,
+		void *buf, uint64_t len)
+{
+	IOV_WALK(iov, iovcnt, skip, len, memcpy((char *)buf + done_, p_, n_));
+}
+
+void iov_from_buf(const struct iovec *iov, int iovcnt, uint64_t skip,
+		  const void *buf, uint64_t len)
+{
+	IOV_WALK(iov, iovcnt, skip, len,
+		 memcpy(p_, (const char *)buf + done_, n_));
+}
+
+/* ---- opening ------------------------------------------------------------- */
+
+int disk_file_open(struct disk *disk, const char *path,
+		   const struct disk_options *opts, char *why, size_t why_len)
+{
+	int flags = (opts->read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC;
+	struct stat st;
+	int err;
+
+	if (opts->direct)
+		flags |= O_DIRECT;
+	disk->fd = open(path, flags);
+	if (disk->fd < 0) {
+		err = -errno;
+		set_why(why, why_len, "cannot open%s: %s",
+			opts->read_only ? "" : " for writing", strerror(errno));
+		return err;
+	}
+	if (fstat(disk->fd, &st) < 0) {
+		err = -errno;
+		set_why(why, why_len, "stat: %s", strerror(errno));
+		return err;
+	}
+	if (S_ISBLK(st.st_mode)) {
+		uint64_t bytes;
+		int lbs = 512;
+		unsigned pbs = 4096;
+
+		if (ioctl(disk->fd, BLKGETSIZE64, &bytes) < 0) {
+			err = -errno;
+			set_why(why, why_len, "BLKGETSIZE64: %s",
+				strerror(errno));
+			return err;
+		}
+		if (ioctl(disk->fd, BLKSSZGET, &lbs) < 0 || lbs < 512)
+			lbs = 512;
+		if (ioctl(disk->fd, BLKPBSZGET, &pbs) < 0 ||
+		    pbs < (unsigned)lbs)
+			pbs = (unsigned)lbs;
+		disk->is_blockdev = true;
+		disk->size = bytes;
+		disk->logical_block = (uint32_t)lbs;
+		disk->physical_block = pbs;
+		disk->discard_granularity = pbs;
+	} else if (S_ISREG(st.st_mode)) {
+		disk->size = (uint64_t)st.st_size;
+		/* O_DIRECT on a file: 4 KiB is safe on every common file
+		 * system; buffered I/O addresses single sectors. */
+		disk->logical_block = opts->direct ? 4096 : 512;
+		disk->physical_block = st.st_blksize >= 512 &&
+					       st.st_blksize <= 65536
+					       ? (uint32_t)st.st_blksize
+					       : 4096;
+		if (disk->physical_block < disk->logical_block)
+			disk->physical_block = disk->logical_block;
+		disk->discard_granularity = disk->physical_block;
+	} else {
+		set_why(why, why_len, "not a regular file or block device");
+		return -EINVAL;
+	}
+	disk->read_only = opts->read_only;
+	disk->direct = opts->direct;
+
+	if (!opts->no_lock) {
+		struct flock fl = {
+			.l_type = opts->read_only ? F_RDLCK : F_WRLCK,
+			.l_whence = SEEK_SET,
+		};
+
+		if (fcntl(disk->fd, F_OFD_SETLK, &fl) < 0) {
+			err = -errno;
+			if (errno == EAGAIN || errno == EACCES) {
+				set_why(why, why_len,
+					"image is locked by another process "
+					"(in use by another VM?)");
+				return -EBUSY;
+			}
+			set_why(why, why_len, "cannot lock: %s",
+				strerror(errno));
+			return err;
+		}
+	}
+	return 0;
+}
+
+static void disk_free(struct disk *disk)
+{
+	if (disk->fd >= 0)
+		close(disk->fd);
+	free(disk->path);
+	free(disk);
+}
+
+int disk_open_depth(const char *path, const struct disk_options *opts,
+		    unsigned depth, struct disk **out, char *why,
+		    size_t why_len)
+{
+	struct disk *disk;
+	bool is_qcow2;
+	int err;
+
+	*out = NULL;
+	if (depth > DISK_MAX_BACKING_DEPTH) {
+		set_why(why, why_len, "backing chain deeper than %d images",
+			DISK_MAX_BACKING_DEPTH);
+		return -ELOOP;
+	}
+	disk = calloc(1, sizeof(*disk));
+	if (!disk)
+		return -ENOMEM;
+	disk->fd = -1;
+	disk->event_fd = -1;
+	disk->path = strdup(path);
+	if (!disk->path) {
+		free(disk);
+		return -ENOMEM;
+	}
+	err = disk_file_open(disk, path, opts, why, why_len);
+	if (err)
+		goto fail;
+
+	is_qcow2 = qcow2_probe(disk->fd);
+	if (opts->format == DISK_FORMAT_QCOW2 ||
+	    (opts->format == DISK_FORMAT_AUTO && is_qcow2)) {
+		if (!is_qcow2) {
+			set_why(why, why_len,
+				"qcow2 header: bad magic (not a qcow2 image)");
+			err = -EINVAL;
+			goto fail;
+		}
+		if (opts->direct) {
+			set_why(why, why_len,
+				"O_DIRECT (cache=none) is supported for raw "
+				"images only");
+			err = -EINVAL;
+			goto fail;
+		}
+		err = qcow2_open(disk, opts, depth, why, why_len);
+		if (err)
+			goto fail;
+	} else {
+		disk->ops = &disk_raw_ops;
+		disk->probed_raw = opts->format == DISK_FORMAT_AUTO;
+	}
+	err = disk_engine_init(disk, opts->aio);
+	if (err) {
+		set_why(why, why_len, "cannot set up asynchronous I/O: %s",
+			strerror(-err));
+		if (disk->ops->close)
+			disk->ops->close(disk);
+		goto fail;
+	}
+	*out = disk;
+	return 0;
+
+fail:
+	disk_free(disk);
+	return err;
+}
+
+int disk_open(const char *path, const struct disk_options *opts,
+	      struct disk **out, char *why, size_t why_len)
+{
+	static const struct disk_options defaults;
+
+	if (why && why_len)
+		why[0] = '\0';
+	return disk_open_depth(path, opts ? opts : &defaults, 0, out, why,
+			       why_len);
+}
+
+int disk_close(struct disk *disk)
+{
+	int err = 0;
+
+	if (!disk)
+		return 0;
+	disk_drain(disk);
+	if (!disk->read_only) {
+		struct disk_request req = { .disk = disk, .op = DISK_OP_FLUSH };
+
+		err = disk->ops->exec(disk, &req);
+	}
+	if (disk->ops->close) {
+		int e = disk->ops->close(disk);
+
+		if (!err)
+			err = e;
+	}
+	disk_engine_destroy(disk);
+	disk_free(disk);
+	return err;
+}
+
+uint64_t disk_size(const struct disk *disk)
+{
+	return disk->size;
+}
+
+bool disk_read_only(const struct disk *disk)
+{
+	return disk->read_only;
+}
+
+const char *disk_format_name(const struct disk *disk)
+{
+	return disk->ops->name;
+}
+
+uint32_t disk_logical_block_size(const struct disk *disk)
+{
+	return disk->logical_block;
+}
+
+uint32_t disk_physical_block_size(const struct disk *disk)
+{
+	return disk->physical_block;
+}
+
+uint32_t disk_discard_granularity(const struct disk *disk)
+{
+	return disk->discard_granularity;
+}
+
+bool disk_uses_io_uring(const struct disk *disk)
+{
+	return disk->uring_ok;
+}
+
+/* ---- the aio engine --------------------------------------------------- */
+
+static void signal_event(struct disk *disk)
+{
+	uint64_t one = 1;
+
+	if (write(disk->event_fd, &one, sizeof(one)) < 0) {
+		/* Only EAGAIN at counter saturation: already signalled. */
+	}
+}
+
+static void *pool_worker(void *arg)
+{
+	struct disk *disk = arg;
+
+	pthread_mutex_lock(&disk->pool_lock);
+	for (;;) {
+		struct disk_request *req;
+
+		while (!disk->pool_stop && !disk->pool_head)
+			pthread_cond_wait(&disk->pool_cond, &disk->pool_lock);
+		if (!disk->pool_head)
+			break; /* stopping and nothing queued */
+		req = disk->pool_head;
+		disk->pool_head = req->next;
+		if (!disk->pool_head)
+			disk->pool_tail = NULL;
+		pthread_mutex_unlock(&disk->pool_lock);
+
+		req->result = disk->ops->exec(disk, req);
+
+		pthread_mutex_lock(&disk->pool_lock);
+		req->next = disk->done;
+		disk->done = req;
+		signal_event(disk);
+	}
+	pthread_mutex_unlock(&disk->pool_lock);
+	return NULL;
+}
+
+int disk_engine_init(struct disk *disk, enum disk_aio aio)
+{
+	int err;
+
+	pthread_mutex_init(&disk->pool_lock, NULL);
+	pthread_cond_init(&disk->pool_cond, NULL);
+	disk->event_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (disk->event_fd < 0)
+		return -errno;
+	if (aio != DISK_AIO_THREADS && disk->ops->submit) {
+		err = io_uring_queue_init(DISK_URING_ENTRIES, &disk->ring, 0);
+		if (err == 0) {
+			err = io_uring_register_eventfd(&disk->ring,
+							disk->event_fd);
+			if (err)
+				io_uring_queue_exit(&disk->ring);
+		}
+		if (err == 0)
+			disk->uring_ok = true;
+		else if (aio == DISK_AIO_IO_URING)
+			goto fail;
+		/* else: ENOSYS (no io_uring), EPERM (seccomp, sysctl):
+		 * carry on with the thread pool. */
+	}
+	for (unsigned i = 0; i < DISK_POOL_THREADS; i++) {
+		err = -pthread_create(&disk->pool_threads[i], NULL,
+				      pool_worker, disk);
+		if (err)
+			goto fail;
+		disk->nr_pool_threads++;
+	}
+	return 0;
+
+fail:
+	disk_engine_destroy(disk);
+	return err;
+}
+
+void disk_engine_destroy(struct disk *disk)
+{
+	pthread_mutex_lock(&disk->pool_lock);
+	disk->pool_stop = true;
+	pthread_cond_broadcast(&disk->pool_cond);
+	pthread_mutex_unlock(&disk->pool_lock);
+	for (unsigned i = 0; i < disk->nr_pool_threads; i++)
+		pthread_join(disk->pool_threads[i], NULL);
+	disk->nr_pool_threads = 0;
+	if (disk->uring_ok) {
+		io_uring_queue_exit(&disk->ring);
+		disk->uring_ok = false;
+	}
+	if (disk->event_fd >= 0)
+		close(disk->event_fd);
+	disk->event_fd = -1;
+}
+
+static void pool_enqueue(struct disk *disk, struct disk_request *req)
+{
+	req->next = NULL;
+	pthread_mutex_lock(&disk->pool_lock);
+	if (disk->pool_tail)
+		disk->pool_tail->next = req;
+	else
+		disk->pool_head = req;
+	disk->pool_tail = req;
+	pthread_cond_signal(&disk->pool_cond);
+	pthread_mutex_unlock(&disk->pool_lock);
+}
+
+static bool range_ok(const struct disk *disk, uint64_t offset, uint64_t len)
+{
+	return offset <= disk->size && len <= disk->size - offset;
+}
+
+/* A guest must not turn a probed raw image into a qcow2 one (whose
+ * backing file could then name any host file on the next start): writes
+ * of the qcow2 magic to offset 0 of such an image are refused. */
+static bool forges_qcow2(const struct disk *disk, enum disk_op op,
+			 uint64_t offset, const struct iovec *iov, int iovcnt)
+{
+	static const uint8_t magic[4] = { 'Q', 'F', 'I', 0xfb };
+	uint8_t head[4];
+
+	if (!disk->probed_raw || op != DISK_OP_WRITE || offset != 0 ||
+	    iov_total(iov, iovcnt) < 4)
+		return false;
+	iov_to_buf(iov, iovcnt, 0, head, 4);
+	return memcmp(head, magic, 4) == 0;
+}
+
+static int submit(struct disk *disk, enum disk_op op, uint64_t offset,
+		  uint64_t len, const struct iovec *iov, int iovcnt,
+		  bool may_unmap, disk_complete_fn cb, void *opaque)
+{
+	struct disk_request *req;
+	int err;
+
+	if (op != DISK_OP_READ && op != DISK_OP_FLUSH && disk->read_only)
+		return -EROFS;
+	if (op != DISK_OP_FLUSH && !range_ok(disk, offset, len))
+		return -EINVAL;
+	if (iovcnt < 0 || iovcnt > IOV_MAX)
+		return -EINVAL;
+	if (forges_qcow2(disk, op, offset, iov, iovcnt))
+		return -EPERM;
+	req = calloc(1, sizeof(*req));
+	if (!req)
+		return -ENOMEM;
+	req->disk = disk;
+	req->op = op;
+	req->offset = offset;
+	req->len = len;
+	req->iov = iov;
+	req->iovcnt = iovcnt;
+	req->may_unmap = may_unmap;
+	req->cb = cb;
+	req->opaque = opaque;
+	disk->inflight++;
+	if (disk->uring_ok && disk->ops->submit) {
+		err = disk->ops->submit(disk, req);
+		if (err == 0)
+			return 0;
+		if (err != -EOPNOTSUPP) {
+			disk->inflight--;
+			free(req);
+			return err;
+		}
+	}
+	pool_enqueue(disk, req);
+	return 0;
+}
+
+int disk_submit_readv(struct disk *disk, uint64_t offset,
+		      const struct iovec *iov, int iovcnt,
+		      disk_complete_fn cb, void *opaque)
+{
+	return submit(disk, DISK_OP_READ, offset, iov_total(iov, iovcnt), iov,
+		      iovcnt, false, cb, opaque);
+}
+
+int disk_submit_writev(struct disk *disk, uint64_t offset,
+		       const struct iovec *iov, int iovcnt,
+		       disk_complete_fn cb, void *opaque)
+{
+	return submit(disk, DISK_OP_WRITE, offset, iov_total(iov, iovcnt), iov,
+		      iovcnt, false, cb, opaque);
+}
+
+int disk_submit_flush(struct disk *disk, disk_complete_fn cb, void *opaque)
+{
+	return submit(disk, DISK_OP_FLUSH, 0, 0, NULL, 0, false, cb, opaque);
+}
+
+int disk_submit_discard(struct disk *disk, uint64_t offset, uint64_t len,
+			disk_complete_fn cb, void *opaque)
+{
+	return submit(disk, DISK_OP_DISCARD, offset, len, NULL, 0, false, cb,
+		      opaque);
+}
+
+int disk_submit_write_zeroes(struct disk *disk, uint64_t offset,
+			     uint64_t len, bool may_unmap,
+			     disk_complete_fn cb, void *opaque)
+{
+	return submit(disk, DISK_OP_WRITE_ZEROES, offset, len, NULL, 0,
+		      may_unmap, cb, opaque);
+}
+
+void disk_plug(struct disk *disk)
+{
+	disk->plugged = true;
+}
+
+void disk_unplug(struct disk *disk)
+{
+	disk->plugged = false;
+	if (disk->uring_ok && disk->uring_queued) {
+		io_uring_submit(&disk->ring);
+		disk->uring_queued = 0;
+	}
+}
+
+int disk_completion_fd(const struct disk *disk)
+{
+	return disk->event_fd;
+}
+
+unsigned disk_inflight(const struct disk *disk)
+{
+	return disk->inflight;
+}
+
+static void complete(struct disk *disk, struct disk_request *req)
+{
+	disk->inflight--;
+	if (req->cb)
+		req->cb(req->opaque, req->result);
+	free(req);
+}
+
+/* io_uring result to a request result.  A short read or write (rare:
+ * EOF of a file, a signal) is finished synchronously. */
+static int uring_result(struct disk *disk, struct disk_request *req, int res)
+{
+	struct iovec small[16], *rest = small;
+	int n, err;
+
+	if (res < 0)
+		return res;
+	if (req->op != DISK_OP_READ && req->op != DISK_OP_WRITE)
+		return 0;
+	if ((uint64_t)res >= req->len)
+		return 0;
+	if (req->iovcnt > 16) {
+		rest = calloc((size_t)req->iovcnt, sizeof(*rest));
+		if (!rest)
+			return -ENOMEM;
+	}
+	n = iov_slice(req->iov, req->iovcnt, (uint64_t)res,
+		      req->len - (uint64_t)res, rest, req->iovcnt);
+	if (n < 0)
+		err = n;
+	else if (req->op == DISK_OP_READ)
+		err = disk_fd_preadv_full(disk->fd, req->offset + res, rest, n);
+	else
+		err = disk_fd_pwritev_full(disk->fd, req->offset + res, rest,
+					   n);
+	if (rest != small)
+		free(rest);
+	return err;
+}
+
+unsigned disk_process_completions(struct disk *disk)
+{
+	struct disk_request *done;
+	unsigned count = 0;
+	uint64_t val;
+
+	if (read(disk->event_fd, &val, sizeof(val)) < 0) {
+		/* EAGAIN: nothing signalled; look anyway. */
+	}
+	if (disk->uring_ok) {
+		struct io_uring_cqe *cqe;
+
+		while (io_uring_peek_cqe(&disk->ring, &cqe) == 0) {
+			struct disk_request *req = io_uring_cqe_get_data(cqe);
+			int res = cqe->res;
+
+			io_uring_cqe_seen(&disk->ring, cqe);
+			if (!req)
+				continue;
+			req->result = uring_result(disk, req, res);
+			complete(disk, req);
+			count++;
+		}
+	}
+	pthread_mutex_lock(&disk->pool_lock);
+	done = disk->done;
+	disk->done = NULL;
+	pthread_mutex_unlock(&disk->pool_lock);
+	while (done) {
+		struct disk_request *next = done->next;
+
+		complete(disk, done);
+		count++;
+		done = next;
+	}
+	return count;
+}
+
+void disk_drain(struct disk *disk)
+{
+	while (disk->inflight > 0) {
+		struct pollfd pfd = { .fd = disk->event_fd, .events = POLLIN };
+
+		if (disk->uring_ok && disk->uring_queued) {
+			io_uring_submit(&disk->ring);
+			disk->uring_queued = 0;
+		}
+		if (poll(&pfd, 1, 1000) < 0 && errno != EINTR)
+			break;
+		disk_process_completions(disk);
+	}
+}
+
+/* ---- synchronous helpers ------------------------------------------------ */
+
+static int run_sync(struct disk *disk, enum disk_op op, uint64_t offset,
+		    uint64_t len, const struct iovec *iov, int iovcnt,
+		    bool may_unmap)
+{
+	struct disk_request req = {
+		.disk = disk, .op = op, .offset = offset, .len = len,
+		.iov = iov, .iovcnt = iovcnt, .may_unmap = may_unmap,
+	};
+
+	if (op != DISK_OP_READ && op != DISK_OP_FLUSH && disk->read_only)
+		return -EROFS;
+	if (op != DISK_OP_FLUSH && !range_ok(disk, offset, len))
+		return -EINVAL;
+	if (forges_qcow2(disk, op, offset, iov, iovcnt))
+		return -EPERM;
+	return disk->ops->exec(disk, &req);
+}
+
+int disk_preadv(struct disk *disk, uint64_t offset, const struct iovec *iov,
+		int iovcnt)
+{
+	return run_sync(disk, DISK_OP_READ, offset, iov_total(iov, iovcnt),
+			iov, iovcnt, false);
+}
+
+int disk_pwritev(struct disk *disk, uint64_t offset, const struct iovec *iov,
+		 int iovcnt)
+{
+	return run_sync(disk, DISK_OP_WRITE, offset, iov_total(iov, iovcnt),
+			iov, iovcnt, false);
+}
+
+int disk_pread(struct disk *disk, uint64_t offset, void *buf, size_t len)
+{
+	struct iovec iov = { buf, len };
+
+	return disk_preadv(disk, offset, &iov, 1);
+}
+
+int disk_pwrite(struct disk *disk, uint64_t offset, const void *buf,
+		size_t len)
+{
+	struct iovec iov = { (void *)buf, len };
+
+	return disk_pwritev(disk, offset, &iov, 1);
+}
+
+int disk_flush(struct disk *disk)
+{
+	return run_sync(disk, DISK_OP_FLUSH, 0, 0, NULL, 0, false);
+}
+
+int disk_discard(struct disk *disk, uint64_t offset, uint64_t len)
+{
+	return run_sync(disk, DISK_OP_DISCARD, offset, len, NULL, 0, false);
+}
+
+int disk_write_zeroes(struct disk *disk, uint64_t offset, uint64_t len,
+		      bool may_unmap)
+{
+	return run_sync(disk, DISK_OP_WRITE_ZEROES, offset, len, NULL, 0,
+			may_unmap);
+}

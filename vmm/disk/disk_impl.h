@@ -1,0 +1,115 @@
+/* Inside vmm/disk/: what a backend (raw.c, qcow2.c) implements and the
+ * shared aio engine (disk.c) it relies on.  Not for users of disk.h. */
+#ifndef KITE_VMM_DISK_DISK_IMPL_H
+#define KITE_VMM_DISK_DISK_IMPL_H
+
+#include <liburing.h>
+#include <pthread.h>
+
+#include "vmm/disk/disk.h"
+
+enum disk_op {
+	DISK_OP_READ,
+	DISK_OP_WRITE,
+	DISK_OP_FLUSH,
+	DISK_OP_DISCARD,
+	DISK_OP_WRITE_ZEROES,
+};
+
+/* One request, from submission to callback. */
+struct disk_request {
+	struct disk *disk;
+	enum disk_op op;
+	uint64_t offset, len;         /* len: bytes (iov total for rw) */
+	const struct iovec *iov;
+	int iovcnt;
+	bool may_unmap;
+	disk_complete_fn cb;
+	void *opaque;
+	int result;
+	struct disk_request *next;    /* pool queue / done list */
+};
+
+struct disk_backend_ops {
+	const char *name;
+	/* Run |req| to completion on the calling thread (a pool worker or a
+	 * synchronous helper); return 0 or a negative errno. */
+	int (*exec)(struct disk *disk, struct disk_request *req);
+	/* Submit |req| asynchronously some other way (io_uring); return
+	 * -EOPNOTSUPP to let the engine use the pool.  NULL: always pool. */
+	int (*submit)(struct disk *disk, struct disk_request *req);
+	/* Final flush / metadata update before the fd closes. */
+	int (*close)(struct disk *disk);
+};
+
+#define DISK_POOL_THREADS 4
+#define DISK_URING_ENTRIES 256
+
+struct disk {
+	const struct disk_backend_ops *ops;
+	void *priv;                 /* backend state (qcow2) */
+	char *path;
+	int fd;
+	uint64_t size;
+	bool read_only, direct, is_blockdev;
+	bool probed_raw;            /* raw by probing, not by request */
+	uint32_t logical_block, physical_block, discard_granularity;
+
+	/* ---- aio engine ---- */
+	int event_fd;
+	unsigned inflight;          /* owner thread only */
+	bool uring_ok, plugged;
+	unsigned uring_queued;      /* SQEs prepared, not yet submitted */
+	struct io_uring ring;
+
+	pthread_mutex_t pool_lock;
+	pthread_cond_t pool_cond;
+	struct disk_request *pool_head, *pool_tail;
+	struct disk_request *done;  /* finished by the pool (LIFO) */
+	pthread_t pool_threads[DISK_POOL_THREADS];
+	unsigned nr_pool_threads;
+	bool pool_stop;
+};
+
+/* disk.c: set up the engine for |disk| (after fd/size are known). */
+int disk_engine_init(struct disk *disk, enum disk_aio aio);
+void disk_engine_destroy(struct disk *disk);
+/* Common open of the image file: flags, OFD lock, size, block sizes. */
+int disk_file_open(struct disk *disk, const char *path,
+		   const struct disk_options *opts, char *why, size_t why_len);
+
+/* raw.c */
+extern const struct disk_backend_ops disk_raw_ops;
+/* Plain file I/O helpers shared by backends: loop over short transfers;
+ * reads past EOF give zeros. */
+int disk_fd_preadv_full(int fd, uint64_t offset, const struct iovec *iov,
+			int iovcnt);
+int disk_fd_pwritev_full(int fd, uint64_t offset, const struct iovec *iov,
+			 int iovcnt);
+int disk_fd_punch_hole(struct disk *disk, uint64_t offset, uint64_t len);
+
+/* qcow2.c: parse and validate the header of an already opened file. */
+int qcow2_open(struct disk *disk, const struct disk_options *opts,
+	       unsigned depth, char *why, size_t why_len);
+/* Does |fd| start with the qcow2 magic? */
+bool qcow2_probe(int fd);
+
+/* disk.c: open with a backing-chain depth (qcow2 backing files). */
+int disk_open_depth(const char *path, const struct disk_options *opts,
+		    unsigned depth, struct disk **out, char *why,
+		    size_t why_len);
+
+/* iovec helpers */
+uint64_t iov_total(const struct iovec *iov, int iovcnt);
+/* Describe bytes [skip, skip+len) of |iov| in |out| (at most |max|
+ * entries); returns the entry count, or -E2BIG. */
+int iov_slice(const struct iovec *iov, int iovcnt, uint64_t skip,
+	      uint64_t len, struct iovec *out, int max);
+void iov_memset(const struct iovec *iov, int iovcnt, uint64_t skip,
+		int c, uint64_t len);
+void iov_to_buf(const struct iovec *iov, int iovcnt, uint64_t skip,
+		void *buf, uint64_t len);
+void iov_from_buf(const struct iovec *iov, int iovcnt, uint64_t skip,
+		  const void *buf, uint64_t len);
+
+#endif

@@ -1,0 +1,1337 @@
+/* qcow2 images (versions 2 and 3), read-write.
+ *
+ * Format facts (header fields, L1/L2 entry bits, refcount blocks, the
+ * compressed cluster descriptor) follow QEMU's docs/interop/qcow2.txt.
+ *
+ * Scope: L1/L2 tables, refcounts of any order 0..6, cluster allocation,
+ * zero clusters (v3), zlib-compressed clusters (read; a write replaces the
+ * cluster by a normal one), backing files (raw or qcow2, read through a
+ * struct disk), the dirty bit.  Refused at open with a reason: bad magic,
+ * versions other than 2/3, encryption, external data files, extended L2
+ * entries, non-zlib compression, cluster_bits outside 9..21, tables
+ * beyond the end of the file; internal snapshots are read-only.
+ *
+ * Crash safety.  Metadata is written through (pwrite at once, no
+ * write-back cache), in an order that never lets a reference exist
+ * without its refcount:
+ *   allocate:  refcount += 1  ->  data / new table written  ->  L2 (L1)
+ *              entry points at it
+ *   free:      L2 entry cleared  ->  refcount -= 1
+ * A process killed at any point leaves at worst leaked clusters (refcount
+ * without reference), never a corruption, and everything a completed
+ * guest flush covered is in the file (the flush is an fdatasync after the
+ * writes, which were system calls that had returned).  Freed clusters are
+ * never reused while the image is open (allocation only appends), so a
+ * data write running outside the metadata lock can never land in a
+ * cluster that was meanwhile given to someone else.
+ *
+ * Concurrency: requests run on the disk's pool threads.  The metadata
+ * lock covers lookups, allocation and table updates; reads and in-place
+ * writes of allocated clusters do their data I/O without it. */
+#include "vmm/disk/disk_impl.h"
+
+#include <endian.h>
+#include <stdarg.h>
+#include <errno.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#define QCOW2_MAGIC 0x514649fbu
+
+#define OFLAG_COPIED     (1ull << 63)
+#define OFLAG_COMPRESSED (1ull << 62)
+#define OFLAG_ZERO       1ull
+#define L1E_OFFSET_MASK  0x00fffffffffffe00ull
+#define L2E_OFFSET_MASK  0x00fffffffffffe00ull
+#define RTE_OFFSET_MASK  0xfffffffffffffe00ull
+
+#define INCOMPAT_DIRTY       (1ull << 0)
+#define INCOMPAT_CORRUPT     (1ull << 1)
+#define INCOMPAT_DATA_FILE   (1ull << 2)
+#define INCOMPAT_COMPRESSION (1ull << 3)
+#define INCOMPAT_EXTL2       (1ull << 4)
+#define INCOMPAT_KNOWN (INCOMPAT_DIRTY | INCOMPAT_CORRUPT | INCOMPAT_COMPRESSION)
+#define COMPAT_LAZY_REFCOUNTS (1ull << 0)
+
+#define EXT_END            0x00000000u
+#define EXT_BACKING_FORMAT 0xe2792acau
+#define EXT_FDE            0x0537be77u
+#define EXT_DATA_FILE      0x44415441u
+
+#define HDR_INCOMPAT_OFFSET  72
+#define HDR_AUTOCLEAR_OFFSET 88
+#define HDR_REFTABLE_OFFSET  48
+
+#define L2_CACHE_SIZE 32
+#define RC_CACHE_SIZE 8
+
+enum entry_kind { E_UNALLOCATED, E_ZERO, E_NORMAL, E_COMPRESSED };
+
+struct table_cache {
+	uint64_t offset[L2_CACHE_SIZE];
+	uint64_t used[L2_CACHE_SIZE];
+	uint8_t *buf[L2_CACHE_SIZE];
+	unsigned n;
+};
+
+struct qcow2 {
+	pthread_mutex_t lock;
+	int fd;
+	unsigned version, cluster_bits;
+	uint64_t cluster_size, l2_entries;
+	uint64_t l1_offset, *l1;
+	uint32_t l1_size;
+	uint64_t rt_offset, *rt, rt_entries;
+	uint32_t rt_clusters;
+	unsigned refcount_order, rc_bits;
+	uint64_t rc_per_block, rc_max;
+	uint64_t incompat, compat, autoclear;
+	unsigned csize_shift;
+	uint64_t csize_mask, coffset_mask;
+	uint64_t next_free;         /* cluster index where allocation appends */
+	struct disk *backing;
+	bool writable, dirty_set;
+	uint64_t clock;
+	struct table_cache l2c, rcc;
+};
+
+static void set_why(char *why, size_t why_len, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void set_why(char *why, size_t why_len, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!why || !why_len)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(why, why_len, fmt, ap);
+	va_end(ap);
+}
+
+static uint64_t rd64(const uint8_t *p)
+{
+	uint64_t v;
+
+	memcpy(&v, p, 8);
+	return be64toh(v);
+}
+
+static uint32_t rd32(const uint8_t *p)
+{
+	uint32_t v;
+
+	memcpy(&v, p, 4);
+	return be32toh(v);
+}
+
+static void wr64(uint8_t *p, uint64_t v)
+{
+	v = htobe64(v);
+	memcpy(p, &v, 8);
+}
+
+static int meta_read(struct qcow2 *q, uint64_t off, void *buf, uint64_t len)
+{
+	struct iovec iov = { buf, len };
+
+	return disk_fd_preadv_full(q->fd, off, &iov, 1);
+}
+
+static int meta_write(struct qcow2 *q, uint64_t off, const void *buf,
+		      uint64_t len)
+{
+	struct iovec iov = { (void *)buf, len };
+
+	return disk_fd_pwritev_full(q->fd, off, &iov, 1);
+}
+
+bool qcow2_probe(int fd)
+{
+	uint8_t *buf;
+	bool yes = false;
+
+	/* Aligned, whole-block read: the fd may be O_DIRECT. */
+	if (posix_memalign((void **)&buf, 4096, 4096))
+		return false;
+	if (pread(fd, buf, 4096, 0) >= 4)
+		yes = rd32(buf) == QCOW2_MAGIC;
+	free(buf);
+	return yes;
+}
+
+/* ---- table caches (L2 tables, refcount blocks), write-through ---------- */
+
+/* The cached cluster at |offset|; |fresh|: a new table, start zeroed
+ * instead of reading the file.  The pointer is valid until the next
+ * cache_get on the same cache. */
+static int cache_get(struct qcow2 *q, struct table_cache *c, unsigned size,
+		     uint64_t offset, bool fresh, uint8_t **out)
+{
+	unsigned i, victim = 0;
+	int err;
+
+	for (i = 0; i < c->n; i++) {
+		if (c->offset[i] == offset) {
+			c->used[i] = ++q->clock;
+			if (fresh)
+				memset(c->buf[i], 0, q->cluster_size);
+			*out = c->buf[i];
+			return 0;
+		}
+	}
+	if (c->n < size) {
+		victim = c->n;
+		c->buf[victim] = malloc(q->cluster_size);
+		if (!c->buf[victim])
+			return -ENOMEM;
+		c->n++;
+	} else {
+		for (i = 1; i < c->n; i++)
+			if (c->used[i] < c->used[victim])
+				victim = i;
+	}
+	c->offset[victim] = UINT64_MAX;
+	if (fresh)
+		memset(c->buf[victim], 0, q->cluster_size);
+	else {
+		err = meta_read(q, offset, c->buf[victim], q->cluster_size);
+		if (err)
+			return err;
+	}
+	c->offset[victim] = offset;
+	c->used[victim] = ++q->clock;
+	*out = c->buf[victim];
+	return 0;
+}
+
+static void cache_free(struct table_cache *c)
+{
+	for (unsigned i = 0; i < c->n; i++)
+		free(c->buf[i]);
+	c->n = 0;
+}
+
+/* ---- refcounts ------------------------------------------------------------ */
+
+static uint64_t rc_entry_get(const struct qcow2 *q, const uint8_t *blk,
+			     uint64_t i)
+{
+	uint64_t bit = i * q->rc_bits, v = 0;
+
+	if (q->rc_bits < 8)
+		return (blk[bit / 8] >> (bit % 8)) & q->rc_max;
+	for (unsigned b = 0; b < q->rc_bits / 8; b++)
+		v = (v << 8) | blk[bit / 8 + b];
+	return v;
+}
+
+/* Set entry |i|; returns the byte range [*lo, *lo + *len) that changed. */
+static void rc_entry_set(const struct qcow2 *q, uint8_t *blk, uint64_t i,
+			 uint64_t v, uint64_t *lo, uint64_t *len)
+{
+	uint64_t bit = i * q->rc_bits;
+
+	if (q->rc_bits < 8) {
+		unsigned sh = bit % 8;
+
+		blk[bit / 8] = (uint8_t)((blk[bit / 8] & ~(q->rc_max << sh)) |
+					 (v << sh));
+		*lo = bit / 8;
+		*len = 1;
+		return;
+	}
+	for (unsigned b = q->rc_bits / 8; b-- > 0;) {
+		blk[bit / 8 + b] = (uint8_t)v;
+		v >>= 8;
+	}
+	*lo = bit / 8;
+	*len = q->rc_bits / 8;
+}
+
+static int rc_set(struct qcow2 *q, uint64_t cluster, uint64_t value);
+
+static int write_rt_entry(struct qcow2 *q, uint64_t idx)
+{
+	uint8_t be[8];
+
+	wr64(be, q->rt[idx]);
+	return meta_write(q, q->rt_offset + idx * 8, be, 8);
+}
+
+/* Grow the refcount table so that index |need| exists: a new, bigger
+ * table plus the refcount blocks that describe it go at the end of the
+ * file, then the header is switched over, then the old table is freed. */
+static int rt_grow(struct qcow2 *q, uint64_t need)
+{
+	uint64_t per_cl = q->cluster_size / 8;
+	uint64_t new_clusters = q->rt_clusters * 2;
+	uint64_t start = q->next_free, end, new_entries, nblocks = 0;
+	uint64_t *nrt = NULL;
+	uint8_t *blocks = NULL, *tbl = NULL, hdr[12];
+	uint64_t old_off = q->rt_offset, old_clusters = q->rt_clusters;
+	int err;
+
+	if (new_clusters < (need + 1 + per_cl - 1) / per_cl + 1)
+		new_clusters = (need + 1 + per_cl - 1) / per_cl + 1;
+	for (;;) {
+		uint64_t k = 0, last = UINT64_MAX;
+
+		new_entries = new_clusters * per_cl;
+		end = start + new_clusters + nblocks;
+		for (uint64_t c = start; c < end; c++) {
+			uint64_t bi = c / q->rc_per_block;
+
+			if (bi == last)
+				continue;
+			last = bi;
+			if (bi >= q->rt_entries || !q->rt[bi])
+				k++;
+		}
+		if (k == nblocks && (end - 1) / q->rc_per_block < new_entries)
+			break;
+		if ((end - 1) / q->rc_per_block >= new_entries)
+			new_clusters++;
+		nblocks = k;
+	}
+	if (new_clusters * q->cluster_size > (64ull << 20))
+		return -EFBIG;
+	nrt = calloc(new_entries, 8);
+	blocks = calloc(nblocks ? nblocks : 1, q->cluster_size);
+	tbl = calloc(new_clusters, q->cluster_size);
+	err = -ENOMEM;
+	if (!nrt || !blocks || !tbl)
+		goto out;
+	memcpy(nrt, q->rt, q->rt_entries * 8);
+	/* New blocks go right after the new table, in index order. */
+	{
+		uint64_t j = 0, last = UINT64_MAX;
+
+		for (uint64_t c = start; c < end; c++) {
+			uint64_t bi = c / q->rc_per_block;
+
+			if (bi != last && (bi >= q->rt_entries || !q->rt[bi])) {
+				nrt[bi] = (start + new_clusters + j) *
+					  q->cluster_size;
+				j++;
+			}
+			last = bi;
+		}
+	}
+	/* Refcount 1 for every new cluster (table and blocks). */
+	for (uint64_t c = start; c < end; c++) {
+		uint64_t bi = c / q->rc_per_block, lo, len;
+
+		if (bi < q->rt_entries && q->rt[bi]) {
+			err = rc_set(q, c, 1);
+			if (err)
+				goto out;
+		} else {
+			uint64_t j = nrt[bi] / q->cluster_size - start -
+				     new_clusters;
+
+			rc_entry_set(q, blocks + j * q->cluster_size,
+				     c % q->rc_per_block, 1, &lo, &len);
+		}
+	}
+	q->next_free = end;
+	err = meta_write(q, (start + new_clusters) * q->cluster_size, blocks,
+			 nblocks * q->cluster_size);
+	if (err)
+		goto out;
+	for (uint64_t i = 0; i < new_entries; i++)
+		wr64(tbl + i * 8, nrt[i]);
+	err = meta_write(q, start * q->cluster_size, tbl,
+			 new_clusters * q->cluster_size);
+	if (err)
+		goto out;
+	/* The new table must be on disk before the header points at it. */
+	if (fdatasync(q->fd) < 0) {
+		err = -errno;
+		goto out;
+	}
+	wr64(hdr, start * q->cluster_size);
+	{
+		uint32_t be = htobe32((uint32_t)new_clusters);
+
+		memcpy(hdr + 8, &be, 4);
+	}
+	err = meta_write(q, HDR_REFTABLE_OFFSET, hdr, 12);
+	if (err)
+		goto out;
+	if (fdatasync(q->fd) < 0) {
+		err = -errno;
+		goto out;
+	}
+	free(q->rt);
+	q->rt = nrt;
+	nrt = NULL;
+	q->rt_entries = new_entries;
+	q->rt_offset = start * q->cluster_size;
+	q->rt_clusters = (uint32_t)new_clusters;
+	/* Now free the old table's clusters. */
+	for (uint64_t c = 0; c < old_clusters; c++) {
+		err = rc_set(q, old_off / q->cluster_size + c, 0);
+		if (err)
+			goto out;
+	}
+	err = 0;
+out:
+	free(nrt);
+	free(blocks);
+	free(tbl);
+	return err;
+}
+
+/* Offset of the refcount block covering |cluster|; 0 when there is none
+ * and |alloc| is false. */
+static int rc_block(struct qcow2 *q, uint64_t cluster, bool alloc,
+		    uint64_t *off)
+{
+	uint64_t bi = cluster / q->rc_per_block, b;
+	uint8_t *buf;
+	int err;
+
+	*off = 0;
+	if (bi >= q->rt_entries) {
+		if (!alloc)
+			return 0;
+		err = rt_grow(q, bi);
+		if (err)
+			return err;
+	}
+	if (q->rt[bi]) {
+		*off = q->rt[bi];
+		return 0;
+	}
+	if (!alloc)
+		return 0;
+	/* A new block at the end of the file.  When it covers itself its
+	 * own refcount goes in it; otherwise another block holds it. */
+	b = q->next_free++;
+	err = cache_get(q, &q->rcc, RC_CACHE_SIZE, b * q->cluster_size, true,
+			&buf);
+	if (err)
+		return err;
+	if (b / q->rc_per_block == bi) {
+		uint64_t lo, len;
+
+		rc_entry_set(q, buf, b % q->rc_per_block, 1, &lo, &len);
+	}
+	err = meta_write(q, b * q->cluster_size, buf, q->cluster_size);
+	if (err)
+		return err;
+	if (b / q->rc_per_block != bi) {
+		err = rc_set(q, b, 1);
+		if (err)
+			return err;
+	}
+	q->rt[bi] = b * q->cluster_size;
+	err = write_rt_entry(q, bi);
+	if (err)
+		return err;
+	*off = q->rt[bi];
+	return 0;
+}
+
+static int rc_get(struct qcow2 *q, uint64_t cluster, uint64_t *value)
+{
+	uint64_t off;
+	uint8_t *buf;
+	int err = rc_block(q, cluster, false, &off);
+
+	*value = 0;
+	if (err || !off)
+		return err;
+	err = cache_get(q, &q->rcc, RC_CACHE_SIZE, off, false, &buf);
+	if (err)
+		return err;
+	*value = rc_entry_get(q, buf, cluster % q->rc_per_block);
+	return 0;
+}
+
+static int rc_set(struct qcow2 *q, uint64_t cluster, uint64_t value)
+{
+	uint64_t off, lo, len;
+	uint8_t *buf;
+	int err;
+
+	if (value > q->rc_max)
+		return -EOVERFLOW;
+	err = rc_block(q, cluster, true, &off);
+	if (err)
+		return err;
+	err = cache_get(q, &q->rcc, RC_CACHE_SIZE, off, false, &buf);
+	if (err)
+		return err;
+	rc_entry_set(q, buf, cluster % q->rc_per_block, value, &lo, &len);
+	return meta_write(q, off + lo, buf + lo, len);
+}
+
+/* Allocate one cluster at the end of the file (refcount 1 on disk). */
+static int alloc_cluster(struct qcow2 *q, uint64_t *host)
+{
+	uint64_t c = q->next_free++;
+	int err;
+
+	if ((c * q->cluster_size) & ~L2E_OFFSET_MASK)
+		return -EFBIG;
+	err = rc_set(q, c, 1);
+	if (err)
+		return err;
+	*host = c * q->cluster_size;
+	return 0;
+}
+
+/* Drop one reference to |cluster|; punch the hole when it is free. */
+static int free_cluster(struct qcow2 *q, uint64_t cluster)
+{
+	uint64_t v;
+	int err = rc_get(q, cluster, &v);
+
+	if (err)
+		return err;
+	if (v == 0)
+		return -EIO; /* a reference without a refcount: corrupt */
+	err = rc_set(q, cluster, v - 1);
+	if (!err && v == 1) {
+		struct disk tmp = { .fd = q->fd };
+
+		disk_fd_punch_hole(&tmp, cluster * q->cluster_size,
+				   q->cluster_size);
+	}
+	return err;
+}
+
+/* ---- L1/L2 --------------------------------------------------------------- */
+
+static enum entry_kind entry_kind(const struct qcow2 *q, uint64_t e)
+{
+	if (e & OFLAG_COMPRESSED)
+		return E_COMPRESSED;
+	if (q->version >= 3 && (e & OFLAG_ZERO))
+		return E_ZERO;
+	return (e & L2E_OFFSET_MASK) ? E_NORMAL : E_UNALLOCATED;
+}
+
+static int l2_lookup(struct qcow2 *q, uint64_t vaddr, uint64_t *entry)
+{
+	uint64_t l1i = vaddr >> (q->cluster_bits * 2 - 3);
+	uint64_t l2i = (vaddr >> q->cluster_bits) & (q->l2_entries - 1);
+	uint64_t l2off;
+	uint8_t *tbl;
+	int err;
+
+	*entry = 0;
+	if (l1i >= q->l1_size)
+		return 0;
+	l2off = q->l1[l1i] & L1E_OFFSET_MASK;
+	if (!l2off)
+		return 0;
+	err = cache_get(q, &q->l2c, L2_CACHE_SIZE, l2off, false, &tbl);
+	if (err)
+		return err;
+	*entry = rd64(tbl + l2i * 8);
+	if (entry_kind(q, *entry) == E_NORMAL &&
+	    ((*entry & L2E_OFFSET_MASK) & (q->cluster_size - 1)))
+		return -EIO; /* unaligned data cluster: corrupt image */
+	return 0;
+}
+
+static int l2_store(struct qcow2 *q, uint64_t vaddr, uint64_t entry)
+{
+	uint64_t l1i = vaddr >> (q->cluster_bits * 2 - 3);
+	uint64_t l2i = (vaddr >> q->cluster_bits) & (q->l2_entries - 1);
+	uint64_t l2off;
+	uint8_t *tbl, be[8];
+	int err;
+
+	if (l1i >= q->l1_size)
+		return -EIO;
+	l2off = q->l1[l1i] & L1E_OFFSET_MASK;
+	if (!l2off) {
+		if (entry == 0)
+			return 0; /* already unallocated */
+		/* New L2 table: refcount, zeroed table, then L1 entry. */
+		err = alloc_cluster(q, &l2off);
+		if (err)
+			return err;
+		err = cache_get(q, &q->l2c, L2_CACHE_SIZE, l2off, true, &tbl);
+		if (err)
+			return err;
+		err = meta_write(q, l2off, tbl, q->cluster_size);
+		if (err)
+			return err;
+		wr64(be, l2off | OFLAG_COPIED);
+		err = meta_write(q, q->l1_offset + l1i * 8, be, 8);
+		if (err)
+			return err;
+		q->l1[l1i] = l2off | OFLAG_COPIED;
+	}
+	err = cache_get(q, &q->l2c, L2_CACHE_SIZE, l2off, false, &tbl);
+	if (err)
+		return err;
+	wr64(tbl + l2i * 8, entry);
+	return meta_write(q, l2off + l2i * 8, tbl + l2i * 8, 8);
+}
+
+/* Drop the references an (old) L2 entry held. */
+static int release_entry(struct qcow2 *q, uint64_t e)
+{
+	switch (entry_kind(q, e)) {
+	case E_NORMAL:
+	case E_ZERO:
+		if (e & L2E_OFFSET_MASK)
+			return free_cluster(q, (e & L2E_OFFSET_MASK) >>
+						       q->cluster_bits);
+		return 0;
+	case E_COMPRESSED: {
+		uint64_t off = (e & q->coffset_mask) & ~511ull;
+		uint64_t nb = ((e >> q->csize_shift) & q->csize_mask) + 1;
+		uint64_t first = off >> q->cluster_bits;
+		uint64_t last = (off + nb * 512 - 1) >> q->cluster_bits;
+		int err = 0;
+
+		for (uint64_t c = first; c <= last && !err; c++)
+			err = free_cluster(q, c);
+		return err;
+	}
+	default:
+		return 0;
+	}
+}
+
+/* ---- data ------------------------------------------------------------------ */
+
+static int read_compressed(struct qcow2 *q, uint64_t e, uint8_t *out)
+{
+	uint64_t off = e & q->coffset_mask;
+	uint64_t nb = ((e >> q->csize_shift) & q->csize_mask) + 1;
+	uint64_t csize = nb * 512 - (off & 511);
+	uint8_t *in = malloc(csize);
+	z_stream zs;
+	int err, zr;
+
+	if (!in)
+		return -ENOMEM;
+	err = meta_read(q, off, in, csize);
+	if (err)
+		goto out;
+	memset(&zs, 0, sizeof(zs));
+	/* Raw deflate, 4 KiB window (what qcow2 writers use). */
+	if (inflateInit2(&zs, -12) != Z_OK) {
+		err = -ENOMEM;
+		goto out;
+	}
+	zs.next_in = in;
+	zs.avail_in = (uInt)csize;
+	zs.next_out = out;
+	zs.avail_out = (uInt)q->cluster_size;
+	zr = inflate(&zs, Z_FINISH);
+	/* The descriptor's size is rounded up to sectors, so trailing input
+	 * is normal; a short output is not. */
+	if ((zr != Z_STREAM_END && zr != Z_BUF_ERROR && zr != Z_OK) ||
+	    zs.avail_out != 0)
+		err = -EIO;
+	inflateEnd(&zs);
+out:
+	free(in);
+	return err;
+}
+
+/* Read [co, co+len) of the cluster at |cvaddr| described by entry |e|
+ * into bytes [skip, skip+len) of |iov|.  Called without the lock. */
+static int read_entry(struct qcow2 *q, uint64_t e, uint64_t cvaddr,
+		      uint64_t co, uint64_t len, const struct iovec *iov,
+		      int iovcnt, uint64_t skip)
+{
+	switch (entry_kind(q, e)) {
+	case E_NORMAL: {
+		struct iovec small[16], *sl = small;
+		int n, err;
+
+		if (iovcnt > 16) {
+			sl = malloc(sizeof(*sl) * (size_t)iovcnt);
+			if (!sl)
+				return -ENOMEM;
+		}
+		n = iov_slice(iov, iovcnt, skip, len, sl, iovcnt);
+		err = n < 0 ? n
+			    : disk_fd_preadv_full(q->fd,
+						  (e & L2E_OFFSET_MASK) + co,
+						  sl, n);
+		if (sl != small)
+			free(sl);
+		return err;
+	}
+	case E_COMPRESSED: {
+		uint8_t *buf = malloc(q->cluster_size);
+		int err;
+
+		if (!buf)
+			return -ENOMEM;
+		err = read_compressed(q, e, buf);
+		if (!err)
+			iov_from_buf(iov, iovcnt, skip, buf + co, len);
+		free(buf);
+		return err;
+	}
+	case E_UNALLOCATED:
+		if (q->backing) {
+			uint64_t v = cvaddr + co, bsize = disk_size(q->backing);
+			uint64_t have = v < bsize ? bsize - v : 0;
+			uint8_t *buf;
+			int err;
+
+			if (have > len)
+				have = len;
+			if (have) {
+				buf = malloc(have);
+				if (!buf)
+					return -ENOMEM;
+				err = disk_pread(q->backing, v, buf, have);
+				if (!err)
+					iov_from_buf(iov, iovcnt, skip, buf,
+						     have);
+				free(buf);
+				if (err)
+					return err;
+			}
+			iov_memset(iov, iovcnt, skip + have, 0, len - have);
+			return 0;
+		}
+		/* fall through */
+	case E_ZERO:
+		iov_memset(iov, iovcnt, skip, 0, len);
+		return 0;
+	}
+	return -EIO;
+}
+
+static int qcow2_read(struct qcow2 *q, struct disk_request *req)
+{
+	uint64_t pos = 0;
+
+	while (pos < req->len) {
+		uint64_t v = req->offset + pos;
+		uint64_t cvaddr = v & ~(q->cluster_size - 1), co = v - cvaddr;
+		uint64_t n = q->cluster_size - co, e;
+		int err;
+
+		if (n > req->len - pos)
+			n = req->len - pos;
+		pthread_mutex_lock(&q->lock);
+		err = l2_lookup(q, v, &e);
+		pthread_mutex_unlock(&q->lock);
+		if (!err)
+			err = read_entry(q, e, cvaddr, co, n, req->iov,
+					 req->iovcnt, pos);
+		if (err)
+			return err;
+		pos += n;
+	}
+	return 0;
+}
+
+/* Write [co, co+len) of one cluster.  |iov| NULL: write zeros.  Takes
+ * the lock; drops it for the data of an in-place write. */
+static int write_chunk(struct qcow2 *q, uint64_t v, uint64_t len,
+		       const struct iovec *iov, int iovcnt, uint64_t skip)
+{
+	uint64_t cvaddr = v & ~(q->cluster_size - 1), co = v - cvaddr;
+	uint64_t e, host;
+	uint8_t *buf = NULL;
+	struct iovec biov;
+	int err;
+
+	pthread_mutex_lock(&q->lock);
+	err = l2_lookup(q, v, &e);
+	if (err)
+		goto out;
+	if (entry_kind(q, e) == E_NORMAL && (e & OFLAG_COPIED)) {
+		/* Allocated and ours alone: write in place. */
+		pthread_mutex_unlock(&q->lock);
+		host = (e & L2E_OFFSET_MASK) + co;
+		if (iov) {
+			struct iovec small[16], *sl = small;
+			int n;
+
+			if (iovcnt > 16) {
+				sl = malloc(sizeof(*sl) * (size_t)iovcnt);
+				if (!sl)
+					return -ENOMEM;
+			}
+			n = iov_slice(iov, iovcnt, skip, len, sl, iovcnt);
+			err = n < 0 ? n : disk_fd_pwritev_full(q->fd, host, sl, n);
+			if (sl != small)
+				free(sl);
+			return err;
+		}
+		buf = calloc(1, len);
+		if (!buf)
+			return -ENOMEM;
+		biov.iov_base = buf;
+		biov.iov_len = len;
+		err = disk_fd_pwritev_full(q->fd, host, &biov, 1);
+		free(buf);
+		return err;
+	}
+	/* Copy on write into a new cluster: old content (backing, zeros,
+	 * compressed, shared) merged with the new bytes. */
+	buf = malloc(q->cluster_size);
+	err = -ENOMEM;
+	if (!buf)
+		goto out;
+	biov.iov_base = buf;
+	biov.iov_len = q->cluster_size;
+	if (len < q->cluster_size) {
+		err = read_entry(q, e, cvaddr, 0, q->cluster_size, &biov, 1, 0);
+		if (err)
+			goto out;
+	}
+	if (iov)
+		iov_to_buf(iov, iovcnt, skip, buf + co, len);
+	else
+		memset(buf + co, 0, len);
+	err = alloc_cluster(q, &host);
+	if (err)
+		goto out;
+	err = disk_fd_pwritev_full(q->fd, host, &biov, 1);
+	if (err) {
+		free_cluster(q, host >> q->cluster_bits);
+		goto out;
+	}
+	err = l2_store(q, v, host | OFLAG_COPIED);
+	if (err)
+		goto out;
+	err = release_entry(q, e);
+out:
+	pthread_mutex_unlock(&q->lock);
+	free(buf);
+	return err;
+}
+
+static int qcow2_write(struct qcow2 *q, struct disk_request *req)
+{
+	uint64_t pos = 0;
+
+	while (pos < req->len) {
+		uint64_t v = req->offset + pos;
+		uint64_t n = q->cluster_size - (v & (q->cluster_size - 1));
+		int err;
+
+		if (n > req->len - pos)
+			n = req->len - pos;
+		err = write_chunk(q, v, n, req->iov, req->iovcnt, pos);
+		if (err)
+			return err;
+		pos += n;
+	}
+	return 0;
+}
+
+/* Make a whole cluster unallocated (discard) or read as zeros. */
+static int drop_cluster(struct qcow2 *q, uint64_t v, bool zeroes,
+			bool may_unmap)
+{
+	uint64_t e, ne;
+	enum entry_kind k;
+	int err;
+
+	pthread_mutex_lock(&q->lock);
+	err = l2_lookup(q, v, &e);
+	if (err)
+		goto out;
+	k = entry_kind(q, e);
+	if (!zeroes) {
+		/* Discard: with a backing file an unallocated cluster would
+		 * show the backing data again; v3 can say "zeros" instead,
+		 * v2 keeps the data (discard is only a hint). */
+		if (q->backing && q->version < 3)
+			goto out;
+		ne = q->backing ? OFLAG_ZERO : 0;
+	} else if (q->version >= 3) {
+		if (!may_unmap && k == E_NORMAL && (e & OFLAG_COPIED))
+			ne = e | OFLAG_ZERO; /* keep the allocation */
+		else
+			ne = OFLAG_ZERO;
+	} else if (!q->backing) {
+		ne = 0;
+	} else {
+		pthread_mutex_unlock(&q->lock);
+		return write_chunk(q, v, q->cluster_size, NULL, 0, 0);
+	}
+	if (ne == e)
+		goto out;
+	err = l2_store(q, v, ne);
+	if (err)
+		goto out;
+	if ((ne & L2E_OFFSET_MASK) != (e & L2E_OFFSET_MASK) ||
+	    k == E_COMPRESSED)
+		err = release_entry(q, e);
+out:
+	pthread_mutex_unlock(&q->lock);
+	return err;
+}
+
+/* Does this cluster already read as zeros? (partial write-zeroes) */
+static bool reads_zero(struct qcow2 *q, uint64_t v)
+{
+	uint64_t e;
+	bool z;
+
+	pthread_mutex_lock(&q->lock);
+	z = l2_lookup(q, v, &e) == 0 &&
+	    (entry_kind(q, e) == E_ZERO ||
+	     (entry_kind(q, e) == E_UNALLOCATED && !q->backing));
+	pthread_mutex_unlock(&q->lock);
+	return z;
+}
+
+static int qcow2_range(struct qcow2 *q, struct disk_request *req, bool zeroes)
+{
+	uint64_t pos = 0;
+
+	while (pos < req->len) {
+		uint64_t v = req->offset + pos;
+		uint64_t n = q->cluster_size - (v & (q->cluster_size - 1));
+		int err = 0;
+
+		if (n > req->len - pos)
+			n = req->len - pos;
+		if (n == q->cluster_size)
+			err = drop_cluster(q, v, zeroes, req->may_unmap);
+		else if (zeroes && !reads_zero(q, v))
+			err = write_chunk(q, v, n, NULL, 0, 0);
+		if (err)
+			return err;
+		pos += n;
+	}
+	return 0;
+}
+
+static int qcow2_exec(struct disk *disk, struct disk_request *req)
+{
+	struct qcow2 *q = disk->priv;
+
+	switch (req->op) {
+	case DISK_OP_READ:
+		return qcow2_read(q, req);
+	case DISK_OP_WRITE:
+		return qcow2_write(q, req);
+	case DISK_OP_FLUSH:
+		return fdatasync(q->fd) < 0 ? -errno : 0;
+	case DISK_OP_DISCARD:
+		return qcow2_range(q, req, false);
+	case DISK_OP_WRITE_ZEROES:
+		return qcow2_range(q, req, true);
+	}
+	return -EINVAL;
+}
+
+static int write_incompat(struct qcow2 *q)
+{
+	uint8_t be[8];
+
+	wr64(be, q->incompat);
+	return meta_write(q, HDR_INCOMPAT_OFFSET, be, 8);
+}
+
+static void qcow2_free(struct qcow2 *q)
+{
+	if (q->backing)
+		disk_close(q->backing);
+	cache_free(&q->l2c);
+	cache_free(&q->rcc);
+	free(q->l1);
+	free(q->rt);
+	pthread_mutex_destroy(&q->lock);
+	free(q);
+}
+
+static int qcow2_close(struct disk *disk)
+{
+	struct qcow2 *q = disk->priv;
+	int err = 0;
+
+	if (q->writable && q->dirty_set) {
+		/* Everything before is durable; only then say "clean". */
+		if (fdatasync(q->fd) < 0)
+			err = -errno;
+		if (!err) {
+			q->incompat &= ~INCOMPAT_DIRTY;
+			err = write_incompat(q);
+		}
+		if (!err && fdatasync(q->fd) < 0)
+			err = -errno;
+	}
+	qcow2_free(q);
+	disk->priv = NULL;
+	return err;
+}
+
+static const struct disk_backend_ops qcow2_ops = {
+	.name = "qcow2",
+	.exec = qcow2_exec,
+	.close = qcow2_close,
+};
+
+/* ---- open ------------------------------------------------------------------- */
+
+static int open_backing(struct qcow2 *q, struct disk *disk, const char *name,
+			enum disk_format fmt, unsigned depth, char *why,
+			size_t why_len)
+{
+	struct disk_options bo = { .format = fmt, .read_only = true,
+				   .aio = DISK_AIO_THREADS };
+	char inner[200], *path, *dir, *copy;
+	int err;
+
+	if (name[0] == '/' || !strchr(disk->path, '/')) {
+		path = strdup(name);
+	} else {
+		copy = strdup(disk->path);
+		if (!copy)
+			return -ENOMEM;
+		dir = dirname(copy);
+		path = malloc(strlen(dir) + strlen(name) + 2);
+		if (path)
+			sprintf(path, "%s/%s", dir, name);
+		free(copy);
+	}
+	if (!path)
+		return -ENOMEM;
+	inner[0] = '\0';
+	err = disk_open_depth(path, &bo, depth + 1, &q->backing, inner,
+			      sizeof(inner));
+	if (err)
+		set_why(why, why_len, "backing file '%s': %s", path, inner);
+	free(path);
+	return err;
+}
+
+int qcow2_open(struct disk *disk, const struct disk_options *opts,
+	       unsigned depth, char *why, size_t why_len)
+{
+	struct qcow2 *q;
+	uint8_t *h = NULL;
+	uint64_t file_size = disk->size, size, bf_off, snap_count, ext;
+	uint32_t bf_size, crypt, header_length;
+	enum disk_format bfmt = DISK_FORMAT_AUTO;
+	char bname[1024];
+	int err = -EINVAL;
+
+	q = calloc(1, sizeof(*q));
+	if (!q)
+		return -ENOMEM;
+	pthread_mutex_init(&q->lock, NULL);
+	q->fd = disk->fd;
+	q->writable = !opts->read_only;
+
+	/* The header and its extensions live in the first cluster; read
+	 * the largest possible one (2 MiB) or the file, whichever is less. */
+	h = calloc(1, 2 << 20);
+	if (!h) {
+		err = -ENOMEM;
+		goto fail;
+	}
+	if (file_size < 72) {
+		set_why(why, why_len, "qcow2 header: file too short");
+		goto fail;
+	}
+	err = meta_read(q, 0, h, file_size < (2 << 20) ? file_size : 2 << 20);
+	if (err) {
+		set_why(why, why_len, "qcow2 header: read: %s", strerror(-err));
+		goto fail;
+	}
+	err = -EINVAL;
+	if (rd32(h) != QCOW2_MAGIC) {
+		set_why(why, why_len, "qcow2 header: bad magic");
+		goto fail;
+	}
+	q->version = rd32(h + 4);
+	if (q->version != 2 && q->version != 3) {
+		set_why(why, why_len, "qcow2 header: unsupported version %u",
+			q->version);
+		goto fail;
+	}
+	bf_off = rd64(h + 8);
+	bf_size = rd32(h + 16);
+	q->cluster_bits = rd32(h + 20);
+	size = rd64(h + 24);
+	crypt = rd32(h + 32);
+	q->l1_size = rd32(h + 36);
+	q->l1_offset = rd64(h + 40);
+	q->rt_offset = rd64(h + 48);
+	q->rt_clusters = rd32(h + 56);
+	snap_count = rd32(h + 60);
+	if (q->cluster_bits < 9 || q->cluster_bits > 21) {
+		set_why(why, why_len,
+			"qcow2 header: cluster_bits %u out of range (9..21)",
+			q->cluster_bits);
+		goto fail;
+	}
+	q->cluster_size = 1ull << q->cluster_bits;
+	q->l2_entries = q->cluster_size / 8;
+	if (crypt != 0) {
+		set_why(why, why_len,
+			"qcow2 header: encrypted images are not supported");
+		err = -ENOTSUP;
+		goto fail;
+	}
+	if (q->version == 3) {
+		q->incompat = rd64(h + 72);
+		q->compat = rd64(h + 80);
+		q->autoclear = rd64(h + 88);
+		q->refcount_order = rd32(h + 96);
+		header_length = rd32(h + 100);
+		if (header_length < 104 || header_length > q->cluster_size) {
+			set_why(why, why_len,
+				"qcow2 header: bad header_length %u",
+				header_length);
+			goto fail;
+		}
+	} else {
+		q->refcount_order = 4;
+		header_length = 72;
+	}
+	if (q->incompat & ~INCOMPAT_KNOWN) {
+		uint64_t u = q->incompat & ~INCOMPAT_KNOWN;
+
+		set_why(why, why_len,
+			"qcow2 header: unsupported incompatible features 0x%llx%s%s",
+			(unsigned long long)u,
+			(u & INCOMPAT_DATA_FILE) ? " (external data file)" : "",
+			(u & INCOMPAT_EXTL2) ? " (extended L2 entries)" : "");
+		err = -ENOTSUP;
+		goto fail;
+	}
+	if ((q->incompat & INCOMPAT_COMPRESSION) && header_length > 104 &&
+	    h[104] != 0) {
+		set_why(why, why_len,
+			"qcow2 header: compression type %u not supported "
+			"(only zlib)", h[104]);
+		err = -ENOTSUP;
+		goto fail;
+	}
+	if ((q->incompat & INCOMPAT_CORRUPT) && q->writable) {
+		set_why(why, why_len,
+			"qcow2: image is marked corrupt; open it read-only or "
+			"repair it with 'qemu-img check -r all'");
+		goto fail;
+	}
+	if ((q->incompat & INCOMPAT_DIRTY) &&
+	    (q->compat & COMPAT_LAZY_REFCOUNTS) && q->writable) {
+		set_why(why, why_len,
+			"qcow2: image was not closed cleanly and uses lazy "
+			"refcounts; repair it with 'qemu-img check -r all'");
+		goto fail;
+	}
+	if (q->refcount_order > 6) {
+		set_why(why, why_len,
+			"qcow2 header: refcount_order %u out of range (0..6)",
+			q->refcount_order);
+		goto fail;
+	}
+	q->rc_bits = 1u << q->refcount_order;
+	q->rc_max = q->rc_bits == 64 ? UINT64_MAX : (1ull << q->rc_bits) - 1;
+	q->rc_per_block = q->cluster_size * 8 / q->rc_bits;
+	q->csize_shift = 62 - (q->cluster_bits - 8);
+	q->csize_mask = (1ull << (q->cluster_bits - 8)) - 1;
+	q->coffset_mask = (1ull << q->csize_shift) - 1;
+
+	if (snap_count && q->writable) {
+		set_why(why, why_len,
+			"qcow2: images with internal snapshots can only be "
+			"opened read-only");
+		err = -ENOTSUP;
+		goto fail;
+	}
+	/* L1 table: must cover the virtual size and lie inside the file. */
+	{
+		uint64_t per_l1 = q->cluster_size * q->l2_entries;
+		uint64_t need = size / per_l1 + (size % per_l1 != 0);
+
+		if (size > (1ull << 56) || q->l1_size < need) {
+			set_why(why, why_len,
+				"qcow2 header: L1 table (%u entries) too small "
+				"for the virtual size %llu", q->l1_size,
+				(unsigned long long)size);
+			goto fail;
+		}
+		if (q->l1_size > (32u << 20) / 8) {
+			set_why(why, why_len,
+				"qcow2 header: L1 table too large (%u entries)",
+				q->l1_size);
+			goto fail;
+		}
+	}
+	if ((q->l1_offset & (q->cluster_size - 1)) ||
+	    q->l1_offset > file_size ||
+	    (uint64_t)q->l1_size * 8 > file_size - q->l1_offset) {
+		set_why(why, why_len,
+			"qcow2 header: L1 table beyond end of file or "
+			"misaligned (offset %llu)",
+			(unsigned long long)q->l1_offset);
+		goto fail;
+	}
+	if (!q->rt_clusters || (q->rt_offset & (q->cluster_size - 1)) ||
+	    q->rt_offset > file_size ||
+	    (uint64_t)q->rt_clusters * q->cluster_size >
+		    file_size - q->rt_offset ||
+	    (uint64_t)q->rt_clusters * q->cluster_size > (64ull << 20)) {
+		set_why(why, why_len,
+			"qcow2 header: refcount table beyond end of file, "
+			"misaligned or too large");
+		goto fail;
+	}
+	/* Header extensions. */
+	for (ext = q->version == 3 ? header_length : 72;
+	     ext + 8 <= q->cluster_size && ext + 8 <= file_size;) {
+		uint32_t type = rd32(h + ext), len = rd32(h + ext + 4);
+
+		if (type == EXT_END)
+			break;
+		if (len > q->cluster_size - ext - 8) {
+			set_why(why, why_len,
+				"qcow2 header: extension 0x%x overruns the "
+				"header cluster", type);
+			goto fail;
+		}
+		if (type == EXT_BACKING_FORMAT) {
+			char f[16] = "";
+
+			memcpy(f, h + ext + 8, len < 15 ? len : 15);
+			if (len == 3 && !memcmp(f, "raw", 3))
+				bfmt = DISK_FORMAT_RAW;
+			else if (len == 5 && !memcmp(f, "qcow2", 5))
+				bfmt = DISK_FORMAT_QCOW2;
+			else {
+				set_why(why, why_len,
+					"qcow2: backing file format '%s' not "
+					"supported", f);
+				err = -ENOTSUP;
+				goto fail;
+			}
+		} else if (type == EXT_FDE) {
+			set_why(why, why_len,
+				"qcow2 header: encrypted images are not "
+				"supported");
+			err = -ENOTSUP;
+			goto fail;
+		} else if (type == EXT_DATA_FILE) {
+			set_why(why, why_len,
+				"qcow2 header: external data files are not "
+				"supported");
+			err = -ENOTSUP;
+			goto fail;
+		}
+		ext += 8 + ((len + 7ull) & ~7ull);
+	}
+
+	/* Tables into memory, checked. */
+	q->l1 = calloc(q->l1_size ? q->l1_size : 1, 8);
+	q->rt_entries = (uint64_t)q->rt_clusters * q->cluster_size / 8;
+	q->rt = calloc(q->rt_entries, 8);
+	if (!q->l1 || !q->rt) {
+		err = -ENOMEM;
+		goto fail;
+	}
+	err = meta_read(q, q->l1_offset, q->l1, (uint64_t)q->l1_size * 8);
+	if (!err)
+		err = meta_read(q, q->rt_offset, q->rt, q->rt_entries * 8);
+	if (err) {
+		set_why(why, why_len, "qcow2: reading tables: %s",
+			strerror(-err));
+		goto fail;
+	}
+	err = -EINVAL;
+	for (uint32_t i = 0; i < q->l1_size; i++) {
+		uint64_t o;
+
+		q->l1[i] = be64toh(q->l1[i]);
+		o = q->l1[i] & L1E_OFFSET_MASK;
+		if (o && ((o & (q->cluster_size - 1)) ||
+			  o > file_size - q->cluster_size)) {
+			set_why(why, why_len,
+				"qcow2: L1 entry %u points outside the image "
+				"or is misaligned", i);
+			goto fail;
+		}
+	}
+	for (uint64_t i = 0; i < q->rt_entries; i++) {
+		uint64_t o;
+
+		q->rt[i] = be64toh(q->rt[i]) & RTE_OFFSET_MASK;
+		o = q->rt[i];
+		if (o && ((o & (q->cluster_size - 1)) ||
+			  o > file_size - q->cluster_size)) {
+			set_why(why, why_len,
+				"qcow2: refcount table entry %llu points "
+				"outside the image or is misaligned",
+				(unsigned long long)i);
+			goto fail;
+		}
+	}
+	q->next_free = (file_size + q->cluster_size - 1) >> q->cluster_bits;
+
+	if (bf_off) {
+		if (bf_size == 0 || bf_size > 1023 || bf_off > q->cluster_size ||
+		    bf_size > q->cluster_size - bf_off ||
+		    bf_off + bf_size > file_size) {
+			set_why(why, why_len,
+				"qcow2 header: backing file name out of bounds");
+			goto fail;
+		}
+		memcpy(bname, h + bf_off, bf_size);
+		bname[bf_size] = '\0';
+		disk->priv = q;
+		err = open_backing(q, disk, bname, bfmt, depth, why, why_len);
+		if (err)
+			goto fail;
+	}
+
+	if (q->writable) {
+		/* Autoclear bits we do not understand must go when we write
+		 * (e.g. persistent bitmaps we would not update). */
+		if (q->version == 3 && q->autoclear) {
+			uint8_t be[8] = { 0 };
+
+			err = meta_write(q, HDR_AUTOCLEAR_OFFSET, be, 8);
+			if (err)
+				goto fail_io;
+			q->autoclear = 0;
+		}
+		if (q->version == 3) {
+			q->incompat |= INCOMPAT_DIRTY;
+			err = write_incompat(q);
+			if (!err && fdatasync(q->fd) < 0)
+				err = -errno;
+			if (err)
+				goto fail_io;
+			q->dirty_set = true;
+		}
+	}
+	free(h);
+	disk->priv = q;
+	disk->ops = &qcow2_ops;
+	disk->size = size;
+	disk->logical_block = 512;
+	if (disk->physical_block < 4096)
+		disk->physical_block = 4096;
+	disk->discard_granularity = (uint32_t)q->cluster_size;
+	return 0;
+
+fail_io:
+	set_why(why, why_len, "qcow2: updating the header: %s", strerror(-err));
+fail:
+	free(h);
+	disk->priv = NULL;
+	qcow2_free(q);
+	return err;
+}

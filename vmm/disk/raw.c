@@ -1,0 +1,293 @@
+/* Raw images: regular files and block devices.  Reads, writes and
+ * flushes go through io_uring when the engine has a ring; everything
+ * else (discard, write-zeroes, O_DIRECT requests with unaligned buffers)
+ * and every request without a ring runs on the pool with plain system
+ * calls. */
+#include "vmm/disk/disk_impl.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <fcntl.h>
+#include <linux/falloc.h>
+#include <linux/fs.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+/* ---- plain file I/O ------------------------------------------------------ */
+
+/* Copy of an iovec we may advance over short transfers. */
+static struct iovec *iov_dup(const struct iovec *iov, int iovcnt,
+			     struct iovec *small, int nsmall)
+{
+	struct iovec *v = small;
+
+	if (iovcnt > nsmall) {
+		v = malloc(sizeof(*v) * (size_t)iovcnt);
+		if (!v)
+			return NULL;
+	}
+	memcpy(v, iov, sizeof(*v) * (size_t)iovcnt);
+	return v;
+}
+
+static void iov_advance(struct iovec **v, int *cnt, size_t n)
+{
+	while (*cnt > 0 && n >= (*v)[0].iov_len) {
+		n -= (*v)[0].iov_len;
+		(*v)++;
+		(*cnt)--;
+	}
+	if (*cnt > 0 && n) {
+		(*v)[0].iov_base = (char *)(*v)[0].iov_base + n;
+		(*v)[0].iov_len -= n;
+	}
+}
+
+static int rw_full(int fd, uint64_t offset, const struct iovec *iov,
+		   int iovcnt, bool write)
+{
+	struct iovec small[16], *copy, *v;
+	int cnt = iovcnt, err = 0;
+
+	copy = iov_dup(iov, iovcnt, small, 16);
+	if (!copy)
+		return -ENOMEM;
+	v = copy;
+	/* Skip leading empty entries so cnt==0 means done. */
+	iov_advance(&v, &cnt, 0);
+	while (cnt > 0) {
+		ssize_t n = write ? pwritev(fd, v, cnt > IOV_MAX ? IOV_MAX : cnt,
+					    (off_t)offset)
+				  : preadv(fd, v, cnt > IOV_MAX ? IOV_MAX : cnt,
+					   (off_t)offset);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			err = -errno;
+			break;
+		}
+		if (n == 0) {
+			if (write) {
+				err = -EIO;
+				break;
+			}
+			/* Past the end of the file: reads as zeros. */
+			for (int i = 0; i < cnt; i++)
+				memset(v[i].iov_base, 0, v[i].iov_len);
+			break;
+		}
+		offset += (uint64_t)n;
+		iov_advance(&v, &cnt, (size_t)n);
+	}
+	if (copy != small)
+		free(copy);
+	return err;
+}
+
+int disk_fd_preadv_full(int fd, uint64_t offset, const struct iovec *iov,
+			int iovcnt)
+{
+	return rw_full(fd, offset, iov, iovcnt, false);
+}
+
+int disk_fd_pwritev_full(int fd, uint64_t offset, const struct iovec *iov,
+			 int iovcnt)
+{
+	return rw_full(fd, offset, iov, iovcnt, true);
+}
+
+int disk_fd_punch_hole(struct disk *disk, uint64_t offset, uint64_t len)
+{
+	if (disk->is_blockdev) {
+		uint64_t range[2] = { offset, len };
+
+		if (ioctl(disk->fd, BLKDISCARD, range) < 0)
+			return -errno;
+		return 0;
+	}
+	if (fallocate(disk->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+		      (off_t)offset, (off_t)len) < 0)
+		return -errno;
+	return 0;
+}
+
+/* ---- O_DIRECT alignment ------------------------------------------------- */
+
+static bool aligned(const struct disk *disk, const struct disk_request *req)
+{
+	uint64_t a = disk->logical_block - 1;
+
+	if (!disk->direct)
+		return true;
+	if ((req->offset & a) || (req->len & a))
+		return false;
+	for (int i = 0; i < req->iovcnt; i++)
+		if (((uintptr_t)req->iov[i].iov_base & a) ||
+		    (req->iov[i].iov_len & a))
+			return false;
+	return true;
+}
+
+/* O_DIRECT with guest buffers that are not block aligned: go through an
+ * aligned bounce buffer, widening the range to whole blocks. */
+static int rw_bounce(struct disk *disk, struct disk_request *req, bool write)
+{
+	uint64_t bs = disk->logical_block;
+	uint64_t start = req->offset & ~(bs - 1);
+	uint64_t end = (req->offset + req->len + bs - 1) & ~(bs - 1);
+	struct iovec biov;
+	void *buf;
+	int err;
+
+	if (posix_memalign(&buf, bs, end - start))
+		return -ENOMEM;
+	biov.iov_base = buf;
+	biov.iov_len = end - start;
+	if (write && (start != req->offset || end != req->offset + req->len)) {
+		err = rw_full(disk->fd, start, &biov, 1, false);
+		if (err)
+			goto out;
+	}
+	if (write) {
+		iov_to_buf(req->iov, req->iovcnt, 0,
+			   (char *)buf + (req->offset - start), req->len);
+		err = rw_full(disk->fd, start, &biov, 1, true);
+	} else {
+		err = rw_full(disk->fd, start, &biov, 1, false);
+		if (!err)
+			iov_from_buf(req->iov, req->iovcnt, 0,
+				     (char *)buf + (req->offset - start),
+				     req->len);
+	}
+out:
+	free(buf);
+	return err;
+}
+
+/* ---- zeroes --------------------------------------------------------------- */
+
+static int write_zero_buffers(struct disk *disk, uint64_t offset, uint64_t len)
+{
+	const uint64_t chunk = 1 << 20;
+	void *buf;
+	int err = 0;
+
+	if (posix_memalign(&buf, 4096, chunk))
+		return -ENOMEM;
+	memset(buf, 0, chunk);
+	while (len > 0 && !err) {
+		struct iovec iov = { buf, len < chunk ? len : chunk };
+		struct disk_request r = { .offset = offset, .len = iov.iov_len,
+					  .iov = &iov, .iovcnt = 1 };
+
+		err = aligned(disk, &r) ? rw_full(disk->fd, offset, &iov, 1, true)
+					: rw_bounce(disk, &r, true);
+		offset += iov.iov_len;
+		len -= iov.iov_len;
+	}
+	free(buf);
+	return err;
+}
+
+static int raw_write_zeroes(struct disk *disk, uint64_t offset, uint64_t len,
+			    bool may_unmap)
+{
+	int ret;
+
+	if (len == 0)
+		return 0;
+	if (disk->is_blockdev) {
+		uint64_t range[2] = { offset, len };
+
+		if (ioctl(disk->fd, BLKZEROOUT, range) == 0)
+			return 0;
+	} else {
+		/* A punched hole reads as zeros; ZERO_RANGE keeps the
+		 * blocks allocated when unmapping is not allowed. */
+		ret = fallocate(disk->fd,
+				(may_unmap ? FALLOC_FL_PUNCH_HOLE
+					   : FALLOC_FL_ZERO_RANGE) |
+					FALLOC_FL_KEEP_SIZE,
+				(off_t)offset, (off_t)len);
+		if (ret == 0)
+			return 0;
+	}
+	return write_zero_buffers(disk, offset, len);
+}
+
+/* ---- backend ops ---------------------------------------------------------- */
+
+static int raw_exec(struct disk *disk, struct disk_request *req)
+{
+	int err;
+
+	switch (req->op) {
+	case DISK_OP_READ:
+	case DISK_OP_WRITE:
+		if (!aligned(disk, req))
+			return rw_bounce(disk, req, req->op == DISK_OP_WRITE);
+		return rw_full(disk->fd, req->offset, req->iov, req->iovcnt,
+			       req->op == DISK_OP_WRITE);
+	case DISK_OP_FLUSH:
+		return fdatasync(disk->fd) < 0 ? -errno : 0;
+	case DISK_OP_DISCARD:
+		if (req->len == 0)
+			return 0;
+		err = disk_fd_punch_hole(disk, req->offset, req->len);
+		/* Discard is a hint: a file system or device without it
+		 * simply keeps the data. */
+		if (err == -EOPNOTSUPP || err == -ENOTTY || err == -EINVAL)
+			err = 0;
+		return err;
+	case DISK_OP_WRITE_ZEROES:
+		return raw_write_zeroes(disk, req->offset, req->len,
+					req->may_unmap);
+	}
+	return -EINVAL;
+}
+
+static int raw_submit(struct disk *disk, struct disk_request *req)
+{
+	struct io_uring_sqe *sqe;
+
+	if (req->op == DISK_OP_DISCARD || req->op == DISK_OP_WRITE_ZEROES ||
+	    !aligned(disk, req))
+		return -EOPNOTSUPP;
+	sqe = io_uring_get_sqe(&disk->ring);
+	if (!sqe) {
+		io_uring_submit(&disk->ring);
+		disk->uring_queued = 0;
+		sqe = io_uring_get_sqe(&disk->ring);
+		if (!sqe)
+			return -EOPNOTSUPP;
+	}
+	switch (req->op) {
+	case DISK_OP_READ:
+		io_uring_prep_readv(sqe, disk->fd, req->iov,
+				    (unsigned)req->iovcnt, req->offset);
+		break;
+	case DISK_OP_WRITE:
+		io_uring_prep_writev(sqe, disk->fd, req->iov,
+				     (unsigned)req->iovcnt, req->offset);
+		break;
+	default:
+		io_uring_prep_fsync(sqe, disk->fd, IORING_FSYNC_DATASYNC);
+		break;
+	}
+	io_uring_sqe_set_data(sqe, req);
+	disk->uring_queued++;
+	if (!disk->plugged) {
+		io_uring_submit(&disk->ring);
+		disk->uring_queued = 0;
+	}
+	return 0;
+}
+
+const struct disk_backend_ops disk_raw_ops = {
+	.name = "raw",
+	.exec = raw_exec,
+	.submit = raw_submit,
+};
