@@ -3,7 +3,9 @@
 #   make               build ./kite (objects under $(B)/)
 #   make check         unit tests + guest payload tests (the fast lane)
 #   make check-unit    unit tests only (CI also runs them under ASan+UBSan)
-#   make check-guest   boots of real Linux kernels (slow: minutes each)
+#   make check-guest   boots of real Linux kernels (slow: minutes each): a
+#                      stock Debian kernel, and the test kernel with the
+#                      in-kernel agent once per virtio transport
 #   make bench         benchmarks; prints figures, asserts nothing
 #   make install       binary and man pages under $(PREFIX)
 
@@ -59,6 +61,7 @@ ARCH_SRCS = \
 	arch/x86/mptable.c \
 	arch/x86/multiboot.c \
 	arch/x86/platform.c \
+	arch/x86/profile.c \
 	arch/x86/pvm.c \
 	arch/x86/rtc.c \
 	arch/x86/pm.c \
@@ -92,7 +95,9 @@ $(B)/%.o: %.c build-config.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(KITE_CFLAGS) -c -o $@ $<
 
-build-config.h: config.mk
+# build-config.h is written by ./configure (only when its contents change).
+build-config.h:
+	@echo "build-config.h missing: run ./configure" >&2; exit 1
 
 # ---- bios/: Kite's BIOS, a flat real-mode image linked into kite -----------
 OBJCOPY ?= objcopy
@@ -116,6 +121,7 @@ UNIT_TESTS = \
 	tests/unit/test_bios \
 	tests/unit/test_bus \
 	tests/unit/test_cli \
+	tests/unit/test_e820 \
 	tests/unit/test_console_watch \
 	tests/unit/test_emulate \
 	tests/unit/test_ksyms \
@@ -202,6 +208,7 @@ $(EXEC_STATS): tests/bench/exec-stats.c
 bench: kite $(PAYLOADS) $(EXEC_STATS) $(B)/tests/bench/blk-iops
 	@tests/bench/boot-payload.sh ./kite $(B)/tests/guest $(EXEC_STATS)
 	@$(BLK_IOPS)
+	@tests/bench/agent-boot.sh
 
 # ---- install -------------------------------------------------------------------
 MANPAGES = man/kite.1 man/kite-run.1
@@ -220,7 +227,7 @@ distclean: clean
 .PHONY: all check check-unit check-payloads check-guest bench payloads install clean distclean
 .SECONDARY:
 
--include $(LIB_OBJS:.o=.d) $(B)/vmm/main.d $(UNIT_BINS:=.d)
+-include $(LIB_OBJS:.o=.d) $(B)/vmm/main.d $(UNIT_BINS:=.d) $(UNIT_HELPERS:.o=.d) $(B)/tests/bench/blk-iops.d
 
 # ---- the test kernel with Kite's in-kernel agent (tests/guest-kernel/) -------
 # Cached by tools/build-guest-kernel itself; output under build/guest-kernel/.
@@ -230,17 +237,25 @@ guest-kernel:
 .PHONY: guest-kernel
 
 # virtio 1.2 device requirements, the unit test for each, and its result.
-conformance: $(filter %/test_virtio_core %/test_virtio_split %/test_virtio_packed %/test_virtio_mmio %/test_virtio_ccw %/test_virtio_rng,$(UNIT_BINS))
+conformance: $(filter %/test_virtio_core %/test_virtio_split %/test_virtio_packed %/test_virtio_pci %/test_virtio_mmio %/test_virtio_ccw %/test_virtio_rng %/test_virtio_console %/test_virtio_blk %/test_pci,$(UNIT_BINS))
 	@tools/conformance tests/unit/conformance.tsv $(B)
 
 # ---- stock Linux kernels: initramfs and boot benchmark --------------------------
 # An initramfs for the newest installed cloud kernel (else the generic one);
-# INITRAMFS_KVER=VERSION picks another.  The init gives a shell.
+# INITRAMFS_KVER=VERSION picks another.  The init gives a shell.  Also
+# links $(B)/vmlinuz to that kernel and $(B)/initramfs.img to the image,
+# for README's `kite run -k build/vmlinuz -i build/initramfs.img`.
 INITRAMFS_KVER ?= $(shell ls -1 /boot/vmlinuz-*-cloud-amd64 /boot/vmlinuz-*-amd64 2>/dev/null | sort -V | sed 's|.*/vmlinuz-||' | awk '/-cloud-/ { c = $$0 } { g = $$0 } END { print (c != "" ? c : g) }')
 
+# On a PVM host the guest would inflate a gzip image in emulated kernel mode
+# (minutes): the archive is left uncompressed there.
+INITRAMFS_COMPRESS ?= $(if $(wildcard /sys/module/kvm_pvm),none,gzip)
+
 initramfs:
-	@test -n "$(INITRAMFS_KVER)" || { echo "no kernel in /boot: set INITRAMFS_KVER" >&2; exit 1; }
-	tools/mkinitramfs -k $(INITRAMFS_KVER) -o $(B)/initramfs-$(INITRAMFS_KVER).cpio.gz
+	@test -n "$(INITRAMFS_KVER)" || { echo "no kernel in /boot (apt-get install linux-image-cloud-amd64) or set INITRAMFS_KVER" >&2; exit 1; }
+	tools/mkinitramfs -k $(INITRAMFS_KVER) -c $(INITRAMFS_COMPRESS) -o $(B)/initramfs-$(INITRAMFS_KVER).img
+	ln -sfn initramfs-$(INITRAMFS_KVER).img $(B)/initramfs.img
+	ln -sfn /boot/vmlinuz-$(INITRAMFS_KVER) $(B)/vmlinuz
 
 # Time to /init of both stock kernels; 10+ minutes per boot on a PVM host.
 bench-linux: kite

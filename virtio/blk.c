@@ -10,11 +10,13 @@
 #define HDR_SIZE 16 /* type, reserved, sector */
 #define SEG_SIZE 16 /* struct virtio_blk_discard_write_zeroes */
 
+#define STAT_INC(x) __atomic_fetch_add(&(x), 1, __ATOMIC_RELAXED)
+
 /* One request in flight: the popped chain plus what completion needs. */
 struct virtio_blk_req {
 	struct virtio_blk *blk;
+	struct virtio_blk_queue *q;    /* the queue it came from */
 	struct virtio_blk_req *next;   /* free list */
-	unsigned qidx;
 	uint8_t *status;               /* host pointer to the status byte */
 	uint32_t written;              /* data bytes written for the driver */
 	unsigned pending;              /* disk requests not yet completed */
@@ -31,18 +33,19 @@ static struct virtio_blk *to_blk(struct virtio_device *dev)
 				     offsetof(struct virtio_blk, vdev));
 }
 
-static struct virtio_blk_req *req_get(struct virtio_blk *blk)
+static struct virtio_blk_req *req_get(struct virtio_blk_queue *bq)
 {
-	struct virtio_blk_req *req = blk->free_reqs;
+	struct virtio_blk_req *req = bq->free_reqs;
 
 	if (req) {
-		blk->free_reqs = req->next;
+		bq->free_reqs = req->next;
 	} else {
 		req = malloc(sizeof(*req));
 		if (!req)
 			return NULL;
 	}
-	req->blk = blk;
+	req->blk = bq->blk;
+	req->q = bq;
 	req->next = NULL;
 	req->status = NULL;
 	req->written = 0;
@@ -53,19 +56,18 @@ static struct virtio_blk_req *req_get(struct virtio_blk *blk)
 	return req;
 }
 
-static void req_put(struct virtio_blk *blk, struct virtio_blk_req *req)
+static void req_put(struct virtio_blk_queue *bq, struct virtio_blk_req *req)
 {
-	req->next = blk->free_reqs;
-	blk->free_reqs = req;
+	req->next = bq->free_reqs;
+	bq->free_reqs = req;
 }
 
-static void send_notifications(struct virtio_blk *blk)
+/* One used buffer notification per batch of completions. */
+static void send_notification(struct virtio_blk_queue *bq)
 {
-	for (unsigned q = 0; q < blk->num_queues; q++) {
-		if (blk->notify_pending[q]) {
-			blk->notify_pending[q] = false;
-			virtio_queue_notify_driver(&blk->vdev, q);
-		}
+	if (bq->notify_pending) {
+		bq->notify_pending = false;
+		virtio_queue_notify_driver(&bq->blk->vdev, bq->idx);
 	}
 }
 
@@ -73,6 +75,7 @@ static void send_notifications(struct virtio_blk *blk)
 static void req_finish(struct virtio_blk_req *req, uint8_t status)
 {
 	struct virtio_blk *blk = req->blk;
+	struct virtio_blk_queue *bq = req->q;
 	uint32_t used = 0;
 
 	if (req->status) {
@@ -81,11 +84,11 @@ static void req_finish(struct virtio_blk_req *req, uint8_t status)
 		used = (status == VIRTIO_BLK_S_OK ? req->written : 0) + 1;
 	}
 	if (status != VIRTIO_BLK_S_OK)
-		blk->errors++;
-	virtio_queue_push(&blk->vdev, req->qidx, &req->elem, used);
-	blk->notify_pending[req->qidx] = true;
-	blk->inflight--;
-	req_put(blk, req);
+		STAT_INC(blk->errors);
+	virtio_queue_push(&blk->vdev, bq->idx, &req->elem, used);
+	bq->notify_pending = true;
+	bq->inflight--;
+	req_put(bq, req);
 }
 
 static void req_complete(void *opaque, int result)
@@ -99,8 +102,8 @@ static void req_complete(void *opaque, int result)
 		return;
 	if (blk->resetting) {
 		/* §2.4: after a reset the old queues are not touched. */
-		blk->inflight--;
-		req_put(blk, req);
+		req->q->inflight--;
+		req_put(req->q, req);
 		return;
 	}
 	if (!req->error && req->flush_after) {
@@ -108,8 +111,8 @@ static void req_complete(void *opaque, int result)
 		 * complete once it is stable. */
 		req->flush_after = false;
 		req->pending = 1;
-		blk->syncs++;
-		if (disk_submit_flush(blk->disk, req_complete, req) == 0)
+		STAT_INC(blk->syncs);
+		if (disk_submit_flush(req->q->disk, req_complete, req) == 0)
 			return;
 		req->pending = 0;
 		req->error = -EIO;
@@ -155,7 +158,7 @@ static int build_iov(struct virtio_blk_req *req, bool writable, uint64_t skip,
 	return n;
 }
 
-static bool sectors_ok(struct virtio_blk *blk, uint64_t sector,
+static bool sectors_ok(const struct virtio_blk *blk, uint64_t sector,
 		       uint64_t nsectors)
 {
 	uint64_t cap = disk_size(blk->disk) / VIRTIO_BLK_SECTOR;
@@ -193,16 +196,16 @@ static uint8_t handle_rw(struct virtio_blk *blk, struct virtio_blk_req *req,
 	req->pending = 1;
 	if (write) {
 		req->flush_after = !blk->writeback && !blk->ignore_flush;
-		err = disk_submit_writev(blk->disk, sector * VIRTIO_BLK_SECTOR,
-					 req->iov, req->iovcnt, req_complete,
-					 req);
-		blk->writes++;
+		err = disk_submit_writev(req->q->disk,
+					 sector * VIRTIO_BLK_SECTOR, req->iov,
+					 req->iovcnt, req_complete, req);
+		STAT_INC(blk->writes);
 	} else {
 		req->written = (uint32_t)len;
-		err = disk_submit_readv(blk->disk, sector * VIRTIO_BLK_SECTOR,
-					req->iov, req->iovcnt, req_complete,
-					req);
-		blk->reads++;
+		err = disk_submit_readv(req->q->disk,
+					sector * VIRTIO_BLK_SECTOR, req->iov,
+					req->iovcnt, req_complete, req);
+		STAT_INC(blk->reads);
 	}
 	if (err) {
 		req->pending = 0;
@@ -267,13 +270,13 @@ static uint8_t handle_ranges(struct virtio_blk *blk,
 		req->pending++;
 		if (zeroes)
 			err = disk_submit_write_zeroes(
-				blk->disk, sector * VIRTIO_BLK_SECTOR,
+				req->q->disk, sector * VIRTIO_BLK_SECTOR,
 				(uint64_t)num * VIRTIO_BLK_SECTOR,
 				flags & VIRTIO_BLK_WZ_F_UNMAP, req_complete,
 				req);
 		else
 			err = disk_submit_discard(
-				blk->disk, sector * VIRTIO_BLK_SECTOR,
+				req->q->disk, sector * VIRTIO_BLK_SECTOR,
 				(uint64_t)num * VIRTIO_BLK_SECTOR,
 				req_complete, req);
 		if (err) {
@@ -297,7 +300,7 @@ static void handle_request(struct virtio_blk *blk, struct virtio_blk_req *req)
 	uint32_t type;
 	uint64_t sector;
 
-	blk->inflight++;
+	req->q->inflight++;
 	req->status = find_status(e);
 	if (!req->status) {
 		/* No device-writable byte: nowhere to report; return the
@@ -328,14 +331,14 @@ static void handle_request(struct virtio_blk *blk, struct virtio_blk_req *req)
 			status = VIRTIO_BLK_S_IOERR;
 			break;
 		}
-		blk->flushes++;
+		STAT_INC(blk->flushes);
 		if (blk->read_only || blk->ignore_flush) {
 			status = VIRTIO_BLK_S_OK;
 			break;
 		}
 		req->pending = 1;
-		blk->syncs++;
-		status = disk_submit_flush(blk->disk, req_complete, req) == 0
+		STAT_INC(blk->syncs);
+		status = disk_submit_flush(req->q->disk, req_complete, req) == 0
 				 ? 0xff
 				 : VIRTIO_BLK_S_IOERR;
 		break;
@@ -368,39 +371,45 @@ static void handle_request(struct virtio_blk *blk, struct virtio_blk_req *req)
 static void blk_queue_notify(struct virtio_device *dev, unsigned qidx)
 {
 	struct virtio_blk *blk = to_blk(dev);
+	struct virtio_blk_queue *bq;
 
 	if (qidx >= blk->num_queues)
 		return;
 	/* Without MQ only requestq1 exists (§5.2.2). */
 	if (qidx > 0 && !virtio_has_feature(dev, VIRTIO_BLK_F_MQ))
 		return;
-	disk_plug(blk->disk);
+	bq = &blk->queues[qidx];
+	disk_plug(bq->disk);
 	for (;;) {
-		struct virtio_blk_req *req = req_get(blk);
+		struct virtio_blk_req *req = req_get(bq);
 		int ret;
 
 		if (!req)
 			break; /* out of memory: the chain stays queued */
 		ret = virtio_queue_pop(dev, qidx, &req->elem);
 		if (ret <= 0) {
-			req_put(blk, req);
+			req_put(bq, req);
 			break;
 		}
-		req->qidx = qidx;
 		handle_request(blk, req);
 	}
-	disk_unplug(blk->disk);
-	send_notifications(blk);
+	disk_unplug(bq->disk);
+	/* Reads from the page cache often complete during the submission
+	 * itself: return them now, in this batch's notification, rather
+	 * than after another trip through epoll. */
+	if (disk_inflight(bq->disk))
+		disk_process_completions(bq->disk);
+	send_notification(bq);
 }
 
 static void blk_disk_event(struct virtio_device *dev, int fd, void *opaque)
 {
-	struct virtio_blk *blk = to_blk(dev);
+	struct virtio_blk_queue *bq = opaque;
 
+	(void)dev;
 	(void)fd;
-	(void)opaque;
-	disk_process_completions(blk->disk);
-	send_notifications(blk);
+	disk_process_completions(bq->disk);
+	send_notification(bq);
 }
 
 /* §5.2.5.2 / §5.2.6.2: without FLUSH negotiated every write must be
@@ -422,7 +431,12 @@ static int blk_validate_features(struct virtio_device *dev, uint64_t features)
 
 static int blk_activate(struct virtio_device *dev)
 {
-	if (dev->legacy) /* no FEATURES_OK step */
+	/* Legacy (no FEATURES_OK step), §5.2.5.3: the cache mode may change
+	 * as a result of DRIVER_OK only when the driver did not accept
+	 * CONFIG_WCE -- it may have set writeback itself -- and never as a
+	 * result of feature writes. */
+	if (dev->legacy &&
+	    !(dev->driver_features & VIRTIO_BIT(VIRTIO_BLK_F_CONFIG_WCE)))
 		settle_cache_mode(to_blk(dev), dev->driver_features);
 	return 0;
 }
@@ -432,12 +446,16 @@ static void blk_reset(struct virtio_device *dev)
 	struct virtio_blk *blk = to_blk(dev);
 
 	/* Let in-flight I/O land (it may still write guest memory) but
-	 * return nothing to the old rings. */
+	 * return nothing to the old rings.  Every queue thread is quiesced
+	 * (the core holds their locks), so draining their disks here is
+	 * safe. */
 	blk->resetting = true;
-	disk_drain(blk->disk);
+	for (unsigned q = 0; q < blk->num_queues; q++) {
+		disk_drain(blk->queues[q].disk);
+		blk->queues[q].inflight = 0;
+		blk->queues[q].notify_pending = false;
+	}
 	blk->resetting = false;
-	blk->inflight = 0;
-	memset(blk->notify_pending, 0, sizeof(blk->notify_pending));
 	blk->writeback = blk->default_writeback;
 }
 
@@ -496,9 +514,12 @@ static void blk_set_config(struct virtio_device *dev, uint32_t offset,
 {
 	struct virtio_blk *blk = to_blk(dev);
 
-	/* Only writeback is writable, and only with CONFIG_WCE (§5.2.5). */
+	/* Only writeback is writable, and only with CONFIG_WCE (§5.2.5);
+	 * a legacy driver may write it before it wrote its features
+	 * (§5.2.5.3; CONFIG_WCE is always offered). */
 	if (offset == VIRTIO_BLK_CFG_WRITEBACK && len == 1 &&
-	    (dev->driver_features & VIRTIO_BIT(VIRTIO_BLK_F_CONFIG_WCE))) {
+	    (dev->legacy ||
+	     (dev->driver_features & VIRTIO_BIT(VIRTIO_BLK_F_CONFIG_WCE)))) {
 		uint8_t v = *(const uint8_t *)buf;
 
 		if (v <= 1)
@@ -558,24 +579,51 @@ int virtio_blk_init(struct virtio_blk *blk, const char *name,
 				 VIRTIO_BLK_CONFIG_SIZE);
 	if (err)
 		return err;
-	err = virtio_device_watch_fd(&blk->vdev, disk_completion_fd(disk),
-				     blk_disk_event, NULL);
-	if (err) {
-		virtio_device_destroy(&blk->vdev);
-		return err;
+	/* MQ: a thread and a disk handle per queue (see blk.h). */
+	if (nq > 1) {
+		err = virtio_device_use_queue_threads(&blk->vdev);
+		if (err)
+			goto fail;
+	}
+	for (unsigned q = 0; q < nq; q++) {
+		struct virtio_blk_queue *bq = &blk->queues[q];
+
+		bq->blk = blk;
+		bq->idx = q;
+		if (q == 0)
+			bq->disk = disk;
+		else if ((err = disk_open_queue(disk, &bq->disk)))
+			goto fail;
+		err = virtio_queue_watch_fd(&blk->vdev, q,
+					    disk_completion_fd(bq->disk),
+					    blk_disk_event, bq);
+		if (err)
+			goto fail;
 	}
 	return 0;
+
+fail:
+	virtio_device_destroy(&blk->vdev);
+	for (unsigned q = 1; q < nq; q++)
+		disk_close(blk->queues[q].disk);
+	return err;
 }
 
 void virtio_blk_destroy(struct virtio_blk *blk)
 {
-	struct virtio_blk_req *req;
-
 	virtio_device_destroy(&blk->vdev);
 	blk->resetting = true;
-	disk_drain(blk->disk);
-	while ((req = blk->free_reqs)) {
-		blk->free_reqs = req->next;
-		free(req);
+	for (unsigned q = 0; q < blk->num_queues; q++) {
+		struct virtio_blk_queue *bq = &blk->queues[q];
+		struct virtio_blk_req *req;
+
+		disk_drain(bq->disk);
+		while ((req = bq->free_reqs)) {
+			bq->free_reqs = req->next;
+			free(req);
+		}
+		if (q > 0)
+			disk_close(bq->disk);
+		bq->disk = NULL;
 	}
 }

@@ -5,14 +5,15 @@
  * CONFIG_WCE, DISCARD, WRITE_ZEROES, MQ, and RO for a read-only disk;
  * GET_ID answers with the serial number.
  *
- * Requests are popped on the device's queue thread, submitted to the
- * disk without waiting, and completed from the disk's completion eventfd
- * (watched by the same thread).  All queues of a multiqueue device share
- * that one thread: the virtio core runs one thread per device
- * (virtio_device_start) and serialises all device callbacks under
- * dev->work_lock, so a thread per queue needs per-queue threads and
- * locks in the core first.  The I/O itself is concurrent either way
- * (io_uring / the disk's pool).
+ * Requests are popped on the queue's thread, submitted to the disk
+ * without waiting, and completed from the disk's completion eventfd
+ * (watched by the same thread).  With one queue that is the device's
+ * queue thread.  With MQ (num_queues > 1) every queue has a thread of
+ * its own (virtio_device_use_queue_threads) and its own disk handle
+ * (disk_open_queue: an io_uring ring and completion eventfd per queue),
+ * and all per-request state (free list, in-flight count, pending
+ * notification) is per queue, so queues never share a lock on the data
+ * path.
  *
  * Every request is validated (header size, directions, segment count,
  * sector range, status byte); a bad one completes with
@@ -100,6 +101,17 @@ struct virtio_blk_options {
 };
 
 struct virtio_blk_req;
+struct virtio_blk;
+
+/* What one virtqueue's thread owns. */
+struct virtio_blk_queue {
+	struct virtio_blk *blk;
+	unsigned idx;
+	struct disk *disk;          /* blk->disk, or a queue handle on it */
+	struct virtio_blk_req *free_reqs;
+	unsigned inflight;          /* requests submitted, not yet used */
+	bool notify_pending;
+};
 
 struct virtio_blk {
 	struct virtio_device vdev;  /* first: the core hands us &vdev */
@@ -109,10 +121,8 @@ struct virtio_blk {
 	bool read_only, default_writeback, ignore_flush;
 	uint8_t writeback;          /* config field: 1 writeback, 0 writethrough */
 	bool resetting;             /* completions are being dropped */
-	struct virtio_blk_req *free_reqs;
-	unsigned inflight;          /* requests submitted, not yet used */
-	bool notify_pending[VIRTIO_BLK_MAX_QUEUES];
-	/* statistics */
+	struct virtio_blk_queue queues[VIRTIO_BLK_MAX_QUEUES];
+	/* statistics (atomic: queues count from their own threads) */
 	uint64_t reads, writes, flushes, errors;
 	uint64_t syncs;              /* backend flushes (fdatasync) issued */
 };

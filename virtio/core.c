@@ -1,10 +1,12 @@
 /* The virtio core: status state machine, feature negotiation, config
- * space and generation, reset, and the per-device queue thread.
+ * space and generation, reset, and the per-device queue thread (plus,
+ * opt-in, a thread per queue).
  * See virtio.h for the API and the threading model. */
 #include "virtio/virtio.h"
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
@@ -15,6 +17,24 @@
 /* epoll tags: queue index, or one of these. */
 #define TAG_CTL     0x10000u
 #define TAG_WATCHED 0x20000u
+
+/* The thread of one queue (virtio_device_use_queue_threads). */
+struct virtio_queue_worker {
+	struct virtio_device *dev;
+	unsigned qidx;
+	pthread_mutex_t lock;              /* queue_notify / handlers */
+	pthread_cond_t sync_cond;
+	int epoll_fd, ctl_fd;
+	pthread_t thread;
+	bool running, stopping, kick_all;
+	uint64_t sync_requested, sync_done;
+	struct {
+		int fd;
+		virtio_fd_handler handler;
+		void *opaque;
+	} watched[VIRTIO_MAX_WATCHED_FDS];
+	unsigned nr_watched;
+};
 
 static uint8_t status_load(const struct virtio_device *dev)
 {
@@ -134,13 +154,26 @@ int virtio_device_watch_fd(struct virtio_device *dev, int fd,
 	return 0;
 }
 
-/* May the device touch queue |q| now?  §2.1.2: not before DRIVER_OK; and
- * not once it asked for a reset. */
+/* Is the driver using the device?  §2.1.2: from DRIVER_OK on.  But
+ * §3.1.2 (legacy interface): "the transitional device MUST support the
+ * driver using the device before the step 8" (DRIVER_OK); a legacy
+ * driver's features are final at that first use, the first queue it
+ * enables (see virtio_queue_enable). */
+static bool driver_live(const struct virtio_device *dev, uint8_t s)
+{
+	if (s & VIRTIO_STATUS_DRIVER_OK)
+		return true;
+	return dev->legacy && !(s & VIRTIO_STATUS_FAILED) &&
+	       __atomic_load_n(&dev->activated, __ATOMIC_ACQUIRE);
+}
+
+/* May the device touch queue |q| now?  Only while the driver is live
+ * (above), and not once it asked for a reset. */
 static bool queue_runnable(struct virtio_device *dev, unsigned q)
 {
 	uint8_t s = status_load(dev);
 
-	return (s & VIRTIO_STATUS_DRIVER_OK) &&
+	return driver_live(dev, s) &&
 	       !(s & VIRTIO_STATUS_DEVICE_NEEDS_RESET) &&
 	       dev->queues[q].ready && !dev->queues[q].broken;
 }
@@ -149,6 +182,215 @@ static void run_queue(struct virtio_device *dev, unsigned q)
 {
 	if (dev->ops->queue_notify && queue_runnable(dev, q))
 		dev->ops->queue_notify(dev, q);
+}
+
+static void workers_destroy(struct virtio_device *dev);
+
+/* Quiesce every thread that runs device callbacks: work_lock, then each
+ * per-queue lock in index order (queue threads hold only their own). */
+static void lock_all_work(struct virtio_device *dev)
+{
+	pthread_mutex_lock(&dev->work_lock);
+	if (dev->qworkers)
+		for (unsigned q = 0; q < dev->nr_queues; q++)
+			pthread_mutex_lock(&dev->qworkers[q].lock);
+}
+
+static void unlock_all_work(struct virtio_device *dev)
+{
+	if (dev->qworkers)
+		for (unsigned q = dev->nr_queues; q-- > 0;)
+			pthread_mutex_unlock(&dev->qworkers[q].lock);
+	pthread_mutex_unlock(&dev->work_lock);
+}
+
+static void worker_wake(struct virtio_queue_worker *w)
+{
+	uint64_t one = 1;
+
+	if (w->ctl_fd >= 0 && write(w->ctl_fd, &one, sizeof(one)) < 0) {
+		/* Counter saturation only. */
+	}
+}
+
+/* The loop of a per-queue thread: queue_thread() for one queue. */
+static void *queue_worker_thread(void *arg)
+{
+	struct virtio_queue_worker *w = arg;
+	struct virtio_device *dev = w->dev;
+	struct epoll_event evs[VIRTIO_MAX_WATCHED_FDS + 2];
+	uint64_t snapshot, val;
+
+	pthread_mutex_lock(&w->lock);
+	while (!w->stopping) {
+		int n, i;
+
+		snapshot = w->sync_requested;
+		pthread_mutex_unlock(&w->lock);
+		n = epoll_wait(w->epoll_fd, evs, sizeof(evs) / sizeof(evs[0]),
+			       snapshot > w->sync_done ? 0 : -1);
+		pthread_mutex_lock(&w->lock);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			kite_error("virtio %s: queue %u: epoll_wait: %s",
+				   dev->name, w->qidx, strerror(errno));
+			break;
+		}
+		for (i = 0; i < n && !w->stopping; i++) {
+			uint32_t tag = evs[i].data.u32;
+
+			if (tag == w->qidx) {
+				if (read(dev->kick_fd[tag], &val, sizeof(val)) ==
+				    sizeof(val))
+					run_queue(dev, tag);
+			} else if (tag >= TAG_WATCHED &&
+				   tag < TAG_WATCHED + w->nr_watched) {
+				unsigned k = tag - TAG_WATCHED;
+
+				w->watched[k].handler(dev, w->watched[k].fd,
+						      w->watched[k].opaque);
+			} else if (tag == TAG_CTL) {
+				if (read(w->ctl_fd, &val, sizeof(val)) < 0) {
+					/* EAGAIN: already drained */
+				}
+			}
+		}
+		if (w->kick_all && !w->stopping) {
+			/* Kicks before DRIVER_OK were dropped (§2.7.10.2:
+			 * a spurious notification is always allowed). */
+			w->kick_all = false;
+			run_queue(dev, w->qidx);
+		}
+		if (snapshot > w->sync_done) {
+			w->sync_done = snapshot;
+			pthread_cond_broadcast(&w->sync_cond);
+		}
+	}
+	w->sync_done = UINT64_MAX;
+	pthread_cond_broadcast(&w->sync_cond);
+	pthread_mutex_unlock(&w->lock);
+	return NULL;
+}
+
+int virtio_device_use_queue_threads(struct virtio_device *dev)
+{
+	struct epoll_event ev = { .events = EPOLLIN };
+	unsigned q;
+	int err;
+
+	if (dev->thread_running)
+		return -EBUSY;
+	if (dev->qworkers)
+		return 0;
+	dev->qworkers = calloc(dev->nr_queues ? dev->nr_queues : 1,
+			       sizeof(*dev->qworkers));
+	if (!dev->qworkers)
+		return -ENOMEM;
+	for (q = 0; q < dev->nr_queues; q++) {
+		struct virtio_queue_worker *w = &dev->qworkers[q];
+
+		w->dev = dev;
+		w->qidx = q;
+		w->epoll_fd = w->ctl_fd = -1;
+		pthread_mutex_init(&w->lock, NULL);
+		pthread_cond_init(&w->sync_cond, NULL);
+	}
+	for (q = 0; q < dev->nr_queues; q++) {
+		struct virtio_queue_worker *w = &dev->qworkers[q];
+
+		w->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
+		w->ctl_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+		if (w->epoll_fd < 0 || w->ctl_fd < 0)
+			goto fail_errno;
+		ev.data.u32 = TAG_CTL;
+		if (epoll_ctl(w->epoll_fd, EPOLL_CTL_ADD, w->ctl_fd, &ev) < 0)
+			goto fail_errno;
+		/* The kick fd moves from the device thread to this one. */
+		if (epoll_ctl(dev->epoll_fd, EPOLL_CTL_DEL, dev->kick_fd[q],
+			      NULL) < 0)
+			goto fail_errno;
+		ev.data.u32 = q;
+		if (epoll_ctl(w->epoll_fd, EPOLL_CTL_ADD, dev->kick_fd[q],
+			      &ev) < 0) {
+			err = -errno;
+			epoll_ctl(dev->epoll_fd, EPOLL_CTL_ADD, dev->kick_fd[q],
+				  &ev);
+			goto fail;
+		}
+	}
+	return 0;
+
+fail_errno:
+	err = -errno;
+fail:
+	/* Give the kick fds back to the device thread. */
+	for (unsigned k = 0; k < q; k++) {
+		ev.data.u32 = k;
+		epoll_ctl(dev->epoll_fd, EPOLL_CTL_ADD, dev->kick_fd[k], &ev);
+	}
+	workers_destroy(dev);
+	return err;
+}
+
+int virtio_queue_watch_fd(struct virtio_device *dev, unsigned qidx, int fd,
+			  virtio_fd_handler handler, void *opaque)
+{
+	struct epoll_event ev = { .events = EPOLLIN };
+	struct virtio_queue_worker *w;
+
+	if (!dev->qworkers)
+		return virtio_device_watch_fd(dev, fd, handler, opaque);
+	if (qidx >= dev->nr_queues)
+		return -EINVAL;
+	w = &dev->qworkers[qidx];
+	if (w->nr_watched >= VIRTIO_MAX_WATCHED_FDS || w->running)
+		return -EBUSY;
+	ev.data.u32 = TAG_WATCHED + w->nr_watched;
+	if (epoll_ctl(w->epoll_fd, EPOLL_CTL_ADD, fd, &ev) < 0)
+		return -errno;
+	w->watched[w->nr_watched].fd = fd;
+	w->watched[w->nr_watched].handler = handler;
+	w->watched[w->nr_watched].opaque = opaque;
+	w->nr_watched++;
+	return 0;
+}
+
+static void workers_stop(struct virtio_device *dev)
+{
+	if (!dev->qworkers)
+		return;
+	for (unsigned q = 0; q < dev->nr_queues; q++) {
+		struct virtio_queue_worker *w = &dev->qworkers[q];
+
+		if (!w->running)
+			continue;
+		pthread_mutex_lock(&w->lock);
+		w->stopping = true;
+		worker_wake(w);
+		pthread_mutex_unlock(&w->lock);
+		pthread_join(w->thread, NULL);
+		w->running = false;
+	}
+}
+
+static void workers_destroy(struct virtio_device *dev)
+{
+	if (!dev->qworkers)
+		return;
+	workers_stop(dev);
+	for (unsigned q = 0; q < dev->nr_queues; q++) {
+		struct virtio_queue_worker *w = &dev->qworkers[q];
+
+		if (w->ctl_fd >= 0)
+			close(w->ctl_fd);
+		if (w->epoll_fd >= 0)
+			close(w->epoll_fd);
+		pthread_mutex_destroy(&w->lock);
+		pthread_cond_destroy(&w->sync_cond);
+	}
+	free(dev->qworkers);
+	dev->qworkers = NULL;
 }
 
 static void *queue_thread(void *arg)
@@ -231,6 +473,23 @@ int virtio_device_start(struct virtio_device *dev)
 	if (err)
 		return -err;
 	dev->thread_running = true;
+	for (unsigned q = 0; dev->qworkers && q < dev->nr_queues; q++) {
+		struct virtio_queue_worker *w = &dev->qworkers[q];
+
+		w->stopping = false;
+		err = pthread_create(&w->thread, NULL, queue_worker_thread, w);
+		if (err) {
+			workers_stop(dev);
+			pthread_mutex_lock(&dev->work_lock);
+			dev->stopping = true;
+			wake_thread(dev);
+			pthread_mutex_unlock(&dev->work_lock);
+			pthread_join(dev->thread, NULL);
+			dev->thread_running = false;
+			return -err;
+		}
+		w->running = true;
+	}
 	return 0;
 }
 
@@ -246,6 +505,18 @@ int virtio_device_sync(struct virtio_device *dev)
 	while (dev->sync_done < target)
 		pthread_cond_wait(&dev->sync_cond, &dev->work_lock);
 	pthread_mutex_unlock(&dev->work_lock);
+	for (unsigned q = 0; dev->qworkers && q < dev->nr_queues; q++) {
+		struct virtio_queue_worker *w = &dev->qworkers[q];
+
+		if (!w->running)
+			continue;
+		pthread_mutex_lock(&w->lock);
+		target = ++w->sync_requested;
+		worker_wake(w);
+		while (w->sync_done < target)
+			pthread_cond_wait(&w->sync_cond, &w->lock);
+		pthread_mutex_unlock(&w->lock);
+	}
 	return 0;
 }
 
@@ -253,6 +524,9 @@ void virtio_device_destroy(struct virtio_device *dev)
 {
 	unsigned i;
 
+	/* Queue threads first: they may be waiting in a device callback
+	 * the device thread's handlers would complete. */
+	workers_destroy(dev);
 	if (dev->thread_running) {
 		pthread_mutex_lock(&dev->work_lock);
 		dev->stopping = true;
@@ -297,9 +571,10 @@ void virtio_driver_features_write_word(struct virtio_device *dev,
 
 	pthread_mutex_lock(&dev->lock);
 	s = status_load(dev);
-	/* Features are fixed once accepted; only a reset renegotiates. */
+	/* Features are fixed once accepted (legacy: once used, §3.1.2);
+	 * only a reset renegotiates. */
 	if (!(s & VIRTIO_STATUS_FEATURES_OK) &&
-	    !(s & VIRTIO_STATUS_DRIVER_OK) && word < 2) {
+	    !(s & VIRTIO_STATUS_DRIVER_OK) && !dev->activated && word < 2) {
 		uint64_t mask = 0xffffffffull << (32 * word);
 
 		dev->driver_features = (dev->driver_features & ~mask) |
@@ -339,7 +614,7 @@ static void reset_locked(struct virtio_device *dev)
 
 	/* Waits for a running queue_notify to finish; after this no device
 	 * callback runs on the old queues. */
-	pthread_mutex_lock(&dev->work_lock);
+	lock_all_work(dev);
 	for (i = 0; i < VIRTIO_MAX_QUEUES; i++)
 		virtq_reset(&dev->queues[i]);
 	if (dev->ops->reset)
@@ -350,7 +625,9 @@ static void reset_locked(struct virtio_device *dev)
 	dev->kick_all = false;
 	/* §2.1.2: status is 0 after reset -- including NEEDS_RESET. */
 	__atomic_store_n(&dev->status, 0, __ATOMIC_RELEASE);
-	pthread_mutex_unlock(&dev->work_lock);
+	for (i = 0; dev->qworkers && i < dev->nr_queues; i++)
+		dev->qworkers[i].kick_all = false;
+	unlock_all_work(dev);
 }
 
 void virtio_reset(struct virtio_device *dev)
@@ -434,14 +711,21 @@ int virtio_set_status(struct virtio_device *dev, uint8_t status)
 
 		if (dev->legacy) /* no FEATURES_OK step: drop unknown bits */
 			dev->driver_features &= dev->device_features;
-		pthread_mutex_lock(&dev->work_lock);
+		lock_all_work(dev);
 		status_store_keep_nr(dev, status);
-		if (dev->ops->activate)
+		/* A legacy device may already be in use (§3.1.2). */
+		if (dev->ops->activate && !dev->activated)
 			err = dev->ops->activate(dev);
-		dev->activated = true;
-		dev->kick_all = true;
+		__atomic_store_n(&dev->activated, true, __ATOMIC_RELEASE);
+		/* The device thread replays kicks unless each queue has its
+		 * own thread. */
+		dev->kick_all = !dev->qworkers;
 		wake_thread(dev);
-		pthread_mutex_unlock(&dev->work_lock);
+		for (unsigned q = 0; dev->qworkers && q < dev->nr_queues; q++) {
+			dev->qworkers[q].kick_all = true;
+			worker_wake(&dev->qworkers[q]);
+		}
+		unlock_all_work(dev);
 		if (err)
 			virtio_device_needs_reset(dev, "activation failed");
 		goto out;
@@ -509,20 +793,38 @@ void virtio_config_changed(struct virtio_device *dev)
 int virtio_queue_enable(struct virtio_device *dev, unsigned qidx)
 {
 	int err;
+	uint8_t s;
+	bool legacy_first_use;
+	int act_err = 0;
 
 	if (qidx >= dev->nr_queues)
 		return -EINVAL;
 	pthread_mutex_lock(&dev->lock);
-	pthread_mutex_lock(&dev->work_lock);
+	lock_all_work(dev);
+	s = status_load(dev);
+	/* §3.1.2: a legacy driver may use the device before DRIVER_OK; its
+	 * first queue is that first use, so its features are final now. */
+	legacy_first_use = dev->legacy && !dev->activated &&
+			   (s & VIRTIO_STATUS_DRIVER) &&
+			   !(s & VIRTIO_STATUS_FAILED);
+	if (legacy_first_use)
+		dev->driver_features &= dev->device_features;
 	err = virtq_enable(&dev->queues[qidx], dev->mem,
 			   !dev->legacy &&
 				   virtio_has_feature(dev, VIRTIO_F_RING_PACKED),
 			   virtio_has_feature(dev, VIRTIO_F_EVENT_IDX),
 			   virtio_has_feature(dev, VIRTIO_F_INDIRECT_DESC));
-	pthread_mutex_unlock(&dev->work_lock);
+	if (!err && legacy_first_use) {
+		if (dev->ops->activate)
+			act_err = dev->ops->activate(dev);
+		__atomic_store_n(&dev->activated, true, __ATOMIC_RELEASE);
+	}
+	unlock_all_work(dev);
 	pthread_mutex_unlock(&dev->lock);
 	if (err)
 		virtio_device_needs_reset(dev, "invalid queue configuration");
+	else if (act_err)
+		virtio_device_needs_reset(dev, "activation failed");
 	return err;
 }
 
@@ -534,10 +836,10 @@ void virtio_queue_disable(struct virtio_device *dev, unsigned qidx)
 		return;
 	q = &dev->queues[qidx];
 	pthread_mutex_lock(&dev->lock);
-	pthread_mutex_lock(&dev->work_lock);
+	lock_all_work(dev);
 	q->ready = false;
 	q->desc = q->driver = q->device = NULL;
-	pthread_mutex_unlock(&dev->work_lock);
+	unlock_all_work(dev);
 	pthread_mutex_unlock(&dev->lock);
 }
 
@@ -612,8 +914,9 @@ void virtio_queue_notify_driver(struct virtio_device *dev, unsigned qidx)
 	if (qidx >= dev->nr_queues)
 		return;
 	q = &dev->queues[qidx];
-	/* §2.1.2: no notifications before DRIVER_OK. */
-	if (!(status_load(dev) & VIRTIO_STATUS_DRIVER_OK))
+	/* §2.1.2: no notifications before DRIVER_OK (legacy: before the
+	 * driver started using the device, §3.1.2). */
+	if (!driver_live(dev, status_load(dev)))
 		return;
 	if (virtq_should_notify(q) && dev->transport_ops &&
 	    dev->transport_ops->notify_queue)

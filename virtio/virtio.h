@@ -11,7 +11,7 @@
  *              queue setup, kicks) and implements struct
  *              virtio_transport_ops to deliver interrupts.
  *   core       (core.c) owns the state machine of virtio 1.2 §2.1-§2.6 and
- *              each device's queue thread.
+ *              each device's queue thread(s).
  *
  * Lifecycle (host side):
  *   virtio_device_init(dev, ...)           device constructor calls this
@@ -29,7 +29,8 @@
  *   ioeventfd (and in unit tests) virtio_queue_kick() writes the fd.
  *   When a kick arrives, the thread calls ops->queue_notify(dev, qidx) --
  *   but only while DRIVER_OK is set, NEEDS_RESET is not, and the queue is
- *   ready (§2.1.2: no buffers consumed before DRIVER_OK).  All device
+ *   ready (§2.1.2: no buffers consumed before DRIVER_OK; a legacy driver
+ *   may start earlier, at its first queue, §3.1.2).  All device
  *   callbacks that touch queues run on that thread with dev->work_lock
  *   held, so a device needs no locking of its own for queue state.
  *
@@ -44,6 +45,19 @@
  *   ops->activate, ops->reset and ops->get_config/set_config run on the
  *   calling (vCPU) thread under dev->lock; activate and reset additionally
  *   hold work_lock, so they never race with queue_notify.
+ *
+ *   A thread per queue (opt-in: virtio_device_use_queue_threads(), e.g.
+ *   virtio-blk with MQ).  Each queue then has its own thread, epoll set
+ *   and lock: its kick fd and the fds added with virtio_queue_watch_fd()
+ *   wake only that thread, and queue_notify(dev, q) and those handlers
+ *   run under queue q's lock only, so different queues run in parallel.
+ *   The device must then keep per-queue state per queue (or lock it
+ *   itself).  The device thread still runs and serves the fds added with
+ *   virtio_device_watch_fd() under work_lock.  Reset, activation and
+ *   queue enable/disable take work_lock and then every queue lock (in
+ *   index order), so the "quiesce synchronously" guarantee above holds
+ *   for all threads.  A queue callback must not take work_lock or
+ *   another queue's lock.
  *
  * Interrupts
  *   The core decides *whether* to notify (DRIVER_OK, ring suppression
@@ -126,6 +140,7 @@
 #define VIRTIO_MAX_WATCHED_FDS 8
 
 struct virtio_device;
+struct virtio_queue_worker; /* core.c */
 
 /* Implemented by a device type. */
 struct virtio_device_ops {
@@ -142,7 +157,8 @@ struct virtio_device_ops {
 	 * a negative errno to refuse: FEATURES_OK then stays clear (§2.2.2).
 	 * NULL: accept every subset. */
 	int (*validate_features)(struct virtio_device *dev, uint64_t features);
-	/* A kick arrived on queue |qidx| (queue thread, work_lock held).
+	/* A kick arrived on queue |qidx| (queue thread, work_lock held; with
+	 * per-queue threads: queue |qidx|'s thread and lock).
 	 * Pop with virtio_queue_pop() until it returns 0 (with EVENT_IDX the
 	 * driver only kicks again once the ring was seen empty), push the
 	 * results, then virtio_queue_notify_driver().  A device that must
@@ -219,6 +235,9 @@ struct virtio_device {
 		void *opaque;
 	} watched[VIRTIO_MAX_WATCHED_FDS];
 	unsigned nr_watched;
+
+	/* ---- per-queue threads (virtio_device_use_queue_threads) ---- */
+	struct virtio_queue_worker *qworkers; /* nr_queues entries, or NULL */
 };
 
 /* ====================================================================
@@ -239,14 +258,18 @@ int virtio_device_init(struct virtio_device *dev, const char *name,
 void virtio_device_set_transport(struct virtio_device *dev,
 				 const struct virtio_transport_ops *ops,
 				 void *transport);
-/* Start the queue thread. */
+/* Opt in to one thread per queue (see "Threading model"); call after
+ * virtio_device_init() and before virtio_device_start().  Returns 0 or a
+ * negative errno (-EBUSY once started). */
+int virtio_device_use_queue_threads(struct virtio_device *dev);
+/* Start the queue thread (and the per-queue threads, if any). */
 int virtio_device_start(struct virtio_device *dev);
 /* Stop the thread (if started), close fds.  The device's own state is the
  * caller's. */
 void virtio_device_destroy(struct virtio_device *dev);
 
-/* Wait until the queue thread has handled every kick and watched-fd event
- * that was pending when this was called.  For tests and orderly shutdown;
+/* Wait until the queue thread(s) have handled every kick and watched-fd
+ * event that was pending when this was called.  For tests and orderly shutdown;
  * must not be called from the queue thread.  Returns 0, or -ESRCH when
  * the thread is not running. */
 int virtio_device_sync(struct virtio_device *dev);
@@ -338,5 +361,10 @@ bool virtio_has_feature(const struct virtio_device *dev, unsigned bit);
  * before virtio_device_start(). */
 int virtio_device_watch_fd(struct virtio_device *dev, int fd,
 			   virtio_fd_handler handler, void *opaque);
+/* The same for the thread of queue |qidx| (per-queue threads): |handler|
+ * runs there under that queue's lock.  Without per-queue threads this is
+ * virtio_device_watch_fd().  Call before virtio_device_start(). */
+int virtio_queue_watch_fd(struct virtio_device *dev, unsigned qidx, int fd,
+			  virtio_fd_handler handler, void *opaque);
 
 #endif

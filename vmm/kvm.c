@@ -57,6 +57,14 @@ int kvm_open(int *kvm_fd, char *err, size_t errlen)
 		return -e;
 	}
 	version = ioctl(fd, KVM_GET_API_VERSION, 0);
+	if (version < 0) {
+		int e = errno;
+
+		snprintf(err, errlen, "%s: not a KVM device (KVM_GET_API_VERSION: %s)",
+			 dev, strerror(e));
+		close(fd);
+		return -ENODEV;
+	}
 	if (version != KVM_API_VERSION) {
 		snprintf(err, errlen, "%s: KVM API version %d, kite needs %d",
 			 dev, version, KVM_API_VERSION);

@@ -1090,6 +1090,12 @@ int pci_host_init(struct pci_host *h, struct bus *pio, struct bus *mmio,
 			     ? PCI_IO_ASSIGN_START : h->io_base;
 	pthread_mutex_init(&h->cfg_lock, NULL);
 	pthread_rwlock_init(&h->map_lock, NULL);
+	pci_function_init(&h->bridge, "host-bridge", PCI_HOST_BRIDGE_VENDOR,
+			  PCI_HOST_BRIDGE_DEVICE, 0, PCI_HOST_BRIDGE_CLASS, 0, 0,
+			  NULL, NULL);
+	h->bridge.host = h;
+	h->bridge.slot = 0;
+	h->slots[0] = &h->bridge;
 
 	rc = bus_register(pio, PCI_CONFIG_ADDRESS_PORT, 4,
 			  &pci_config_address_ops, h, "pci-config-address");

@@ -46,6 +46,11 @@
 #include "vmm/bus.h"
 
 #define PCI_MAX_SLOTS     32
+/* The host bridge's identity at 00:00.0: the PCI ID assigned to a generic
+ * PCIe host bridge (vendor 0x1b36), which no guest driver binds to. */
+#define PCI_HOST_BRIDGE_VENDOR 0x1b36
+#define PCI_HOST_BRIDGE_DEVICE 0x0008
+#define PCI_HOST_BRIDGE_CLASS  0x060000
 #define PCI_CFG_SIZE      256
 #define PCI_ECAM_FN_SIZE  4096   /* ECAM: 4 KiB per function */
 #define PCI_NUM_BARS      6
@@ -226,6 +231,10 @@ struct pci_host {
 	uint32_t config_address;        /* 0xCF8 latch */
 	pthread_rwlock_t map_lock;
 	struct pci_function *slots[PCI_MAX_SLOTS];
+	/* 00:00.0, the host bridge itself (class 06/00): Linux's type-1
+	 * probe (arch/x86/pci/direct.c, pci_sanity_check) only trusts 0xCF8
+	 * when bus 0 shows a host bridge, absent a DMI BIOS date. */
+	struct pci_function bridge;
 	/* Firmware-style BAR preassignment cursors. */
 	uint64_t next_mmio;
 	uint32_t next_io;
@@ -279,7 +288,7 @@ int pci_function_add_capability(struct pci_function *fn, uint8_t id,
 int pci_function_add_msix(struct pci_function *fn, unsigned nr_vectors,
 			  unsigned bar, uint32_t table_offset,
 			  uint32_t pba_offset);
-/* Plug |fn| into |slot| (1..31; 0 is left empty); INTA# is wired to
+/* Plug |fn| into |slot| (1..31; 0 is the host bridge); INTA# is wired to
  * |intx_gsi| (0: no INTx).  Allocates MSI vectors and the INTx line. */
 int pci_host_add_function(struct pci_host *h, struct pci_function *fn,
 			  unsigned slot, unsigned intx_gsi);

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "arch/x86/cpu.h"
+#include "arch/x86/profile.h"
 #include "vmm/log.h"
 #include "vmm/vm.h"
 
@@ -168,6 +169,17 @@ static bool handle_exit(struct vcpu *v)
 	}
 }
 
+/* KITE_PROFILE: record where the guest was when the sampler poked us. */
+static void take_sample(struct vcpu *v)
+{
+	struct kvm_regs regs;
+
+	if (!atomic_exchange(&v->sample_pending, false))
+		return;
+	if (ioctl(v->fd, KVM_GET_REGS, &regs) == 0)
+		guest_profile_add(v->vm->profile, regs.rip);
+}
+
 static void *vcpu_thread(void *arg)
 {
 	struct vcpu *v = arg;
@@ -184,6 +196,8 @@ static void *vcpu_thread(void *arg)
 		if (ioctl(v->fd, KVM_RUN, 0) < 0) {
 			if (errno == EINTR || errno == EAGAIN) {
 				v->run->immediate_exit = 0;
+				if (v->vm->profile)
+					take_sample(v);
 				continue;
 			}
 			char msg[128];
@@ -193,6 +207,8 @@ static void *vcpu_thread(void *arg)
 			vm_request_stop(v->vm, VM_STOP_ERROR, VM_EXIT_FAILURE, msg);
 			break;
 		}
+		if (v->vm->profile)
+			take_sample(v);
 		if (!handle_exit(v))
 			break;
 	}
@@ -212,6 +228,13 @@ int vcpu_start(struct vcpu *v)
 void vcpu_kick(struct vcpu *v)
 {
 	v->run->immediate_exit = 1;
+	if (v->started)
+		pthread_kill(v->thread, VCPU_KICK_SIGNAL);
+}
+
+void vcpu_poke(struct vcpu *v)
+{
+	atomic_store(&v->sample_pending, true);
 	if (v->started)
 		pthread_kill(v->thread, VCPU_KICK_SIGNAL);
 }

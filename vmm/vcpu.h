@@ -22,12 +22,16 @@ struct vcpu {
 	atomic_ulong nr_pio_exits, nr_mmio_exits, nr_other_exits;
 	/* Instructions KVM could not emulate and kite completed (PVM). */
 	atomic_ulong nr_emulated;
+	/* KITE_PROFILE: the sampler asks for the guest's RIP. */
+	atomic_bool sample_pending;
 };
 
 int vcpu_create(struct vm *vm, unsigned id, struct vcpu **out);
 int vcpu_start(struct vcpu *vcpu);
 /* Make the vCPU leave KVM_RUN soon; safe from any thread. */
 void vcpu_kick(struct vcpu *vcpu);
+/* Interrupt KVM_RUN once without stopping the vCPU (profile sampling). */
+void vcpu_poke(struct vcpu *vcpu);
 void vcpu_join(struct vcpu *vcpu);
 void vcpu_destroy(struct vcpu *vcpu);
 

@@ -14,7 +14,9 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "arch/x86/acpi.h"
@@ -24,6 +26,7 @@
 #include "arch/x86/mptable.h"
 #include "arch/x86/platform.h"
 #include "arch/x86/pm.h"
+#include "arch/x86/profile.h"
 #include "arch/x86/pvm.h"
 #include "arch/x86/rtc.h"
 #include "arch/x86/serial8250.h"
@@ -56,15 +59,48 @@ struct serial_port {
 	bool watched;
 };
 
+struct exit_counts {
+	unsigned long pio, mmio, emulated;
+};
+
+static struct exit_counts exit_counts(const struct vm *vm)
+{
+	struct exit_counts c = { 0, 0, 0 };
+
+	for (unsigned i = 0; i < vm->nr_vcpus; i++) {
+		c.pio += atomic_load(&vm->vcpus[i]->nr_pio_exits);
+		c.mmio += atomic_load(&vm->vcpus[i]->nr_mmio_exits);
+		c.emulated += atomic_load(&vm->vcpus[i]->nr_emulated);
+	}
+	return c;
+}
+
+/* User + system CPU time of the whole process: on a busy host the
+ * figure that wall time hides. */
+static double cpu_seconds(void)
+{
+	struct rusage ru;
+
+	if (getrusage(RUSAGE_SELF, &ru) < 0)
+		return 0;
+	return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+	       (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
+
 static void console_event(struct vm *vm, enum console_event ev,
 			  const char *line)
 {
+	struct exit_counts c;
 	char msg[640];
 
 	switch (ev) {
 	case CONSOLE_EVENT_INIT_STARTED:
 		vm->reached_init = true;
-		kite_info("guest reached /init after %.3f s", kite_uptime());
+		c = exit_counts(vm);
+		/* The exits on the way, for `make bench-linux`. */
+		kite_info("guest reached /init after %.3f s (cpu %.1f s; exits so "
+			  "far: pio=%lu mmio=%lu emulated=%lu)", kite_uptime(),
+			  cpu_seconds(), c.pio, c.mmio, c.emulated);
 		break;
 	case CONSOLE_EVENT_INIT_KILLED:
 		vm->panic_pending = true;
@@ -316,6 +352,31 @@ static int setup_serial(struct vm *vm, char *err, size_t errlen)
 	return 0;
 }
 
+/* The kernel's symbols: its System.map if one is installed next to it,
+ * else the kallsyms tables inside the image as loaded (Debian installs a
+ * stub System.map).  NULL when neither is there. */
+static struct ksyms *load_kernel_symbols(struct vm *vm,
+					 const struct x86_load_context *ctx)
+{
+	struct ksyms *k = calloc(1, sizeof(*k));
+	uint64_t len = ctx->kernel_end - ctx->kernel_start;
+	void *img;
+
+	if (!k)
+		return NULL;
+	if (ksyms_load_for_kernel(k, vm->cfg->kernel_path,
+				  ctx->kernel_version) == 0)
+		return k;
+	if (ctx->kernel_end > ctx->kernel_start &&
+	    guest_memory_translate(&vm->mem, ctx->kernel_start, len, &img) == 0 &&
+	    ksyms_load_kallsyms(k, img, len) == 0) {
+		kite_info("kernel symbols: %zu from the image's kallsyms", k->nr);
+		return k;
+	}
+	free(k);
+	return NULL;
+}
+
 int vm_create(struct vm *vm, const struct vm_config *cfg, char *err,
 	      size_t errlen)
 {
@@ -414,6 +475,8 @@ int vm_create(struct vm *vm, const struct vm_config *cfg, char *err,
 		/* The PVM profile concerns Linux guests; decided once the
 		 * image is recognised. */
 		ctx.pvm_profile = pvm_host_detected();
+		ctx.ecam_base = DEVICES_ECAM_BASE;
+		ctx.ecam_size = (uint64_t)DEVICES_ECAM_BUSES << 20;
 		rc = x86_load_kernel(&vm->mem, cfg, &ctx, &entry,
 				     &format, err, errlen);
 		vm->kernel_format = format;
@@ -421,15 +484,10 @@ int vm_create(struct vm *vm, const struct vm_config *cfg, char *err,
 			vm->bad_input = rc != -ENOMEM && rc != -EFAULT;
 			return rc;
 		}
-		/* Optional: names guest code in emulation-failure reports. */
-		if (ctx.kernel_version[0]) {
-			vm->ksyms = calloc(1, sizeof(*vm->ksyms));
-			if (vm->ksyms && ksyms_load_for_kernel(vm->ksyms,
-					cfg->kernel_path, ctx.kernel_version) < 0) {
-				free(vm->ksyms);
-				vm->ksyms = NULL;
-			}
-		}
+		/* Optional: names guest code in emulation-failure reports
+		 * and KITE_PROFILE. */
+		if (ctx.kernel_version[0])
+			vm->ksyms = load_kernel_symbols(vm, &ctx);
 		vm->pvm_profile = ctx.pvm_profile &&
 				  (vm->kernel_format == X86_KERNEL_BZIMAGE ||
 				   vm->kernel_format == X86_KERNEL_ELF64);
@@ -580,8 +638,47 @@ static void event_loop(struct vm *vm)
 		close(sfd);
 }
 
+/* KITE_PROFILE (arch/x86/profile.h): poke every vCPU about 100 times a
+ * second; each records the guest's RIP when KVM_RUN returns. */
+static void *profile_sampler(void *arg)
+{
+	struct vm *vm = arg;
+	const struct timespec period = { 0, 10 * 1000 * 1000 };
+
+	pthread_setname_np(pthread_self(), "kite-profile");
+	while (!atomic_load(&vm->stopping)) {
+		nanosleep(&period, NULL);
+		for (unsigned i = 0; i < vm->nr_vcpus; i++)
+			vcpu_poke(vm->vcpus[i]);
+	}
+	return NULL;
+}
+
+static void profile_write(struct vm *vm, const char *path)
+{
+	FILE *f = fopen(path, "w");
+	int rc;
+
+	if (!f) {
+		kite_warn("KITE_PROFILE '%s': %s", path, strerror(errno));
+		return;
+	}
+	rc = guest_profile_write(vm->profile, vm->ksyms, f);
+	if (fclose(f) && !rc)
+		rc = -errno;
+	if (rc)
+		kite_warn("KITE_PROFILE '%s': %s", path, strerror(-rc));
+	else
+		kite_info("guest profile (%zu samples%s) written to %s",
+			  vm->profile->nr,
+			  vm->ksyms ? "" : ", no System.map: unnamed", path);
+}
+
 int vm_run(struct vm *vm)
 {
+	const char *profile_path = getenv("KITE_PROFILE");
+	pthread_t sampler;
+	bool sampling = false;
 	sigset_t sigs, old;
 	int rc;
 
@@ -601,6 +698,11 @@ int vm_run(struct vm *vm)
 	}
 	if (vm->cfg->console != CONSOLE_NONE && term_raw_enter() < 0)
 		kite_warn("stdin: cannot switch the terminal to raw mode");
+	if (profile_path && *profile_path) {
+		vm->profile = calloc(1, sizeof(*vm->profile));
+		if (vm->profile)
+			guest_profile_init(vm->profile);
+	}
 
 	for (unsigned i = 0; i < vm->nr_vcpus; i++) {
 		rc = vcpu_start(vm->vcpus[i]);
@@ -613,23 +715,25 @@ int vm_run(struct vm *vm)
 			break;
 		}
 	}
+	if (vm->profile && !atomic_load(&vm->stopping))
+		sampling = pthread_create(&sampler, NULL, profile_sampler, vm) == 0;
 	event_loop(vm);
+	if (sampling)
+		pthread_join(sampler, NULL);
 	for (unsigned i = 0; i < vm->nr_vcpus; i++) {
 		vcpu_kick(vm->vcpus[i]);
 		vcpu_join(vm->vcpus[i]);
 	}
+	if (vm->profile)
+		profile_write(vm, profile_path);
 	term_restore();
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	{
-		unsigned long pio = 0, mmio = 0, emulated = 0;
+		struct exit_counts c = exit_counts(vm);
 
-		for (unsigned i = 0; i < vm->nr_vcpus; i++) {
-			pio += atomic_load(&vm->vcpus[i]->nr_pio_exits);
-			mmio += atomic_load(&vm->vcpus[i]->nr_mmio_exits);
-			emulated += atomic_load(&vm->vcpus[i]->nr_emulated);
-		}
-		kite_info("exits: pio=%lu mmio=%lu emulated=%lu; ran %.3f s",
-			  pio, mmio, emulated, kite_uptime());
+		kite_info("exits: pio=%lu mmio=%lu emulated=%lu; ran %.3f s "
+			  "(cpu %.1f s)", c.pio, c.mmio, c.emulated, kite_uptime(),
+			  cpu_seconds());
 	}
 	return vm->exit_status;
 }
@@ -653,6 +757,11 @@ void vm_destroy(struct vm *vm)
 	}
 	free(vm->platform);
 	vm->platform = NULL;
+	if (vm->profile) {
+		guest_profile_free(vm->profile);
+		free(vm->profile);
+		vm->profile = NULL;
+	}
 	if (vm->ksyms) {
 		ksyms_free(vm->ksyms);
 		free(vm->ksyms);

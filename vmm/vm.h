@@ -32,6 +32,7 @@ struct pm_device;
 struct ksyms;
 struct vm_devices;
 struct console_watch;
+struct guest_profile;
 
 /* Why the VM stopped; decides kite's exit status (see kite-run(1)). */
 enum vm_stop_reason {
@@ -62,6 +63,7 @@ struct vm {
 	struct ksyms *ksyms;             /* guest kernel symbols, or NULL */
 	struct vm_devices *devices;      /* PCI host, IRQ routing, virtio */
 	struct console_watch *hvc_watch; /* --console virtio: hvc0 output */
+	struct guest_profile *profile;   /* KITE_PROFILE set, else NULL */
 	int kernel_format;               /* enum x86_kernel_format */
 	bool pvm_profile;                /* Linux guest on a PVM host */
 	bool reached_init;               /* console said "Run /init" */

@@ -2,6 +2,7 @@
 #include "arch/x86/e820.h"
 
 #include <errno.h>
+#include <string.h>
 
 static int e820_append(struct e820_entry *map, unsigned max, unsigned *nr,
 		       uint64_t start, uint64_t end, uint32_t type)
@@ -61,5 +62,27 @@ int e820_from_guest_memory(const struct guest_memory *mem,
 			return rc;
 	}
 	*nr = n;
+	return 0;
+}
+
+int e820_insert_reserved(struct e820_entry *map, unsigned max, unsigned *nr,
+			 uint64_t addr, uint64_t size)
+{
+	unsigned at = 0;
+
+	if (size == 0 || addr + size < addr)
+		return -EINVAL;
+	for (unsigned i = 0; i < *nr; i++) {
+		if (addr < map[i].addr + map[i].size &&
+		    map[i].addr < addr + size)
+			return -EINVAL;
+		if (map[i].addr < addr)
+			at = i + 1;
+	}
+	if (*nr >= max)
+		return -ENOSPC;
+	memmove(&map[at + 1], &map[at], (*nr - at) * sizeof(map[0]));
+	map[at] = (struct e820_entry){ addr, size, E820_TYPE_RESERVED };
+	(*nr)++;
 	return 0;
 }

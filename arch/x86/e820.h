@@ -39,4 +39,13 @@ struct e820_entry {
 int e820_from_guest_memory(const struct guest_memory *mem,
 			   struct e820_entry *map, unsigned max, unsigned *nr);
 
+/* Insert [addr, addr + size) as E820_TYPE_RESERVED into the sorted |map|
+ * of *nr entries (room for |max|), keeping it sorted.  Used for MMIO
+ * windows the guest must see as reserved, such as the PCI ECAM window:
+ * Linux only uses MMCONFIG when the e820 map reserves it.  Returns 0,
+ * -ENOSPC when the map is full, or -EINVAL for an empty range or one that
+ * overlaps an entry already in the map. */
+int e820_insert_reserved(struct e820_entry *map, unsigned max, unsigned *nr,
+			 uint64_t addr, uint64_t size);
+
 #endif

@@ -29,6 +29,13 @@ int ksyms_load(struct ksyms *k, const char *path);
 int ksyms_load_for_kernel(struct ksyms *k, const char *kernel_path,
 			  const char *kernel_version);
 
+/* Load the text symbols of the kernel's own kallsyms tables from |img|,
+ * the kernel image as loaded (its first byte 8-aligned in the kernel's
+ * address space, e.g. the loaded range in guest memory or the vmlinux's
+ * .rodata).  For kernels whose System.map is not installed (Debian's is a
+ * stub).  Returns 0, -ENOENT when no table is found, or -ENOMEM. */
+int ksyms_load_kallsyms(struct ksyms *k, const uint8_t *img, size_t len);
+
 /* "name+0xoff" for |addr| into |buf|; returns buf, or NULL if no symbol
  * precedes addr (or none are loaded). */
 const char *ksyms_describe(const struct ksyms *k, uint64_t addr, char *buf,

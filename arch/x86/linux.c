@@ -479,7 +479,7 @@ int x86_linux_load(struct guest_memory *mem, const struct x86_linux_params *p,
 	struct x86_linux_info info_local = { 0 };
 	struct x86_linux_info *info = info_out ? info_out : &info_local;
 	struct kernel_image k = { 0 };
-	struct e820_entry derived[E820_MAX_FROM_MEMORY];
+	struct e820_entry derived[E820_MAX_FROM_MEMORY + 1];
 	struct boot_layout l = { 0 };
 	struct elf64_image elf;
 	enum x86_linux_boot boot = p->boot == X86_LINUX_BOOT_AUTO ?
@@ -668,6 +668,11 @@ int x86_linux_load(struct guest_memory *mem, const struct x86_linux_params *p,
 	} else {
 		rc = e820_from_guest_memory(mem, derived,
 					    E820_MAX_FROM_MEMORY, &l.nr_e820);
+		if (!rc && p->reserved_size)
+			rc = e820_insert_reserved(derived,
+						  E820_MAX_FROM_MEMORY + 1,
+						  &l.nr_e820, p->reserved_base,
+						  p->reserved_size);
 		if (rc) {
 			snprintf(err, errlen, "e820 map: %s", strerror(-rc));
 			goto out;

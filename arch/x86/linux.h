@@ -144,6 +144,10 @@ struct x86_linux_params {
 	uint64_t rsdp_gpa;         /* ACPI RSDP for the guest; 0: none given */
 	const struct e820_entry *e820; /* NULL: e820_from_guest_memory() */
 	unsigned nr_e820;
+	/* With a derived map: a window listed as reserved (the PCI ECAM
+	 * window, which Linux uses only when e820 reserves it); size 0: none. */
+	uint64_t reserved_base;
+	uint64_t reserved_size;
 	enum x86_linux_boot boot;
 	/* Where unpacked kernels are cached: NULL means the default
 	 * (kernel_unpack_default_cache_dir()), "" means no cache. */

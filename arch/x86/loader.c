@@ -89,6 +89,8 @@ static int load_linux(struct guest_memory *mem, const struct vm_config *cfg,
 		.initrd_path = cfg->initrd_path,
 		.cmdline = cfg->cmdline,
 		.rsdp_gpa = ctx->rsdp_gpa,
+		.reserved_base = ctx->ecam_base,
+		.reserved_size = ctx->ecam_size,
 		.boot = protocols[cfg->boot],
 	};
 	struct x86_linux_info info;
@@ -105,9 +107,12 @@ static int load_linux(struct guest_memory *mem, const struct vm_config *cfg,
 		p.cmdline = cmdline;
 	}
 	rc = x86_linux_load(mem, &p, entry, &info, err, errlen);
-	if (!rc)
+	if (!rc) {
 		snprintf(ctx->kernel_version, sizeof(ctx->kernel_version), "%s",
 			 info.kernel_version);
+		ctx->kernel_start = info.kernel_start;
+		ctx->kernel_end = info.kernel_end;
+	}
 	if (!rc)
 		kite_info("kernel '%s': Linux %s, %s payload %llu -> %llu bytes%s, unpacked in %.0f ms, loaded at 0x%llx-0x%llx, entry 0x%llx",
 			  cfg->kernel_path, info.kernel_version,

@@ -24,8 +24,12 @@ enum x86_kernel_format x86_kernel_detect(const uint8_t *image, size_t size);
 struct x86_load_context {
 	uint64_t rsdp_gpa;    /* ACPI RSDP already written to guest memory */
 	bool pvm_profile;     /* add the PVM kernel parameters (arch/x86/pvm.h) */
-	/* Filled in: the Linux kernel's version string ("" otherwise). */
+	uint64_t ecam_base;   /* PCI ECAM window, reserved in e820; size 0: none */
+	uint64_t ecam_size;
+	/* Filled in: the Linux kernel's version string ("" otherwise) and
+	 * the guest-physical range its image was loaded to. */
 	char kernel_version[128];
+	uint64_t kernel_start, kernel_end;
 };
 
 /* Load cfg->kernel_path (and initrd, command line) into |mem| and fill

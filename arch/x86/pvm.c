@@ -15,12 +15,22 @@
  *     step (rep movsq) instead of one (rep movsb);
  *   cryptomgr.notests=1: the crypto self-tests cost minutes emulated;
  *   nowatchdog: at emulation speed the soft-lockup detector fires on healthy
- *     code, and each report it prints costs more emulated time.
+ *     code, and each report it prints costs more emulated time;
+ *   init_on_alloc=0: Debian enables zeroing every page at allocation
+ *     (a hardening default); emulated, each 4 KiB page is 512 steps of
+ *     rep stosq;
+ *   mitigations=off: the speculation mitigations turn every kernel return
+ *     into a jump to a return thunk and a call (SRSO "safe RET"), every
+ *     indirect call into a retpoline, and add lfences (each one an exit to
+ *     kite here) on kernel entry; guest user mode cannot run on these hosts
+ *     at all, so there is no guest user space to protect the kernel from.
+ * A user parameter later on the command line overrides any of these
+ * (e.g. mitigations=auto).
  * cmpxchg16b is refused too, but KVM honours hiding CX16 in CPUID, so no
  * parameter is needed for it. */
 const char pvm_kernel_params[] =
 	"noxsave clearcpuid=popcnt,rdtscp,xsave,avx,avx2,avx512f,smap,fsgsbase,ssse3,erms,fsrm "
-	"cryptomgr.notests=1 nowatchdog";
+	"cryptomgr.notests=1 nowatchdog init_on_alloc=0 mitigations=off";
 
 bool pvm_host_detected(void)
 {

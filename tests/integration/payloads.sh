@@ -222,6 +222,17 @@ run unknown-option -k "$PAYLOAD_DIR/hello.elf" --no-such-option
 expect_status "kite: unknown option exits 2" 2
 expect_stderr "kite: unknown option is named" "no-such-option"
 
+# KVM itself missing or unusable: KITE_KVM_DEVICE stands in for /dev/kvm.
+export KITE_KVM_DEVICE="$WORK/no-such-kvm"
+run kvm-missing -k "$PAYLOAD_DIR/hello.elf"
+expect_status "kite: a missing KVM device exits 4" 4
+expect_stderr "kite: a missing KVM device is named, with the reason" "$WORK/no-such-kvm: not found"
+export KITE_KVM_DEVICE=/dev/null
+run kvm-not-kvm -k "$PAYLOAD_DIR/hello.elf"
+expect_status "kite: a device that is not KVM exits 4" 4
+expect_stderr "kite: a device that is not KVM is named, with the reason" "/dev/null: not a KVM device"
+unset KITE_KVM_DEVICE
+
 run_log=
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -2,10 +2,17 @@
  * through the PIO/MMIO buses), with a fake platform underneath that
  * records MSI routes, signals, INTx levels and ioeventfds. */
 #include <errno.h>
+#include <fcntl.h>
+#include <linux/kvm.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
 
 #include "tests/unit/unit.h"
 #include "vmm/bus.h"
+#include "vmm/irq.h"
 #include "vmm/pci.h"
 
 #define ECAM     0xE0000000ull
@@ -257,10 +264,30 @@ START_TEST(test_absent_function_reads_all_ones)
 	ck_assert_uint_eq(v, 0xFFFFFFFFu);
 	ck_assert_int_eq(bus_read(&mmio, ecam_addr(SLOT, 0) + (1 << 12), 4, &v), 0);
 	ck_assert_uint_eq(v, 0xFFFFFFFFu);
-	/* Slot 0 is left empty (no host bridge function). */
-	ck_assert_uint_eq(type1_read(0, 0, 4), 0xFFFFFFFFu);
 	/* Writes to nothing are harmless. */
 	type1_write(9, 4, 2, 0xFFFF);
+}
+END_TEST
+
+/* 00:00.0 is the host bridge: class 06/00, no BARs, no interrupt.  Linux
+ * trusts type-1 access only when bus 0 shows such a function. */
+START_TEST(test_host_bridge_is_function_0_0_0)
+{
+	ck_assert_uint_eq(type1_read(0, PCI_VENDOR_ID, 2), PCI_HOST_BRIDGE_VENDOR);
+	ck_assert_uint_eq(type1_read(0, PCI_DEVICE_ID, 2), PCI_HOST_BRIDGE_DEVICE);
+	ck_assert_uint_eq(type1_read(0, PCI_REVISION_ID, 4) >> 8,
+			  PCI_HOST_BRIDGE_CLASS);
+	ck_assert_uint_eq(type1_read(0, PCI_HEADER_TYPE, 1), 0);
+	for (unsigned bar = 0; bar < 6; bar++) {
+		type1_write(0, 0x10 + 4 * bar, 4, 0xFFFFFFFFu);
+		ck_assert_uint_eq(type1_read(0, 0x10 + 4 * bar, 4), 0);
+	}
+	ck_assert_uint_eq(type1_read(0, PCI_INTERRUPT_PIN, 1), 0);
+	/* A device cannot be plugged over it. */
+	struct pci_function other;
+
+	pci_function_init(&other, "other", 1, 2, 0, 0, 0, 0, NULL, NULL);
+	ck_assert_int_eq(pci_host_add_function(&host, &other, 0, 0), -EINVAL);
 }
 END_TEST
 
@@ -640,13 +667,273 @@ START_TEST(test_bad_bar_and_slot_arguments)
 }
 END_TEST
 
+/* ---- on KVM: vmm/irq.c under the host (GSI routes, MSI irqfds, INTx
+ * irqfd).  A VM with the in-kernel irqchip and one vCPU that never runs:
+ * what the guest would receive is read back from KVM's LAPIC IRR and
+ * IOAPIC IRR.  Without /dev/kvm these tests say so and check nothing. ---- */
+
+static int kvm_fd = -1, kvm_vm = -1, kvm_vcpu = -1;
+static struct irq_router router;
+static bool have_kvm, have_router;
+
+static void kvm_setup(void)
+{
+	struct kvm_lapic_state la;
+
+	have_kvm = have_router = false;
+	kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+	if (kvm_fd < 0) {
+		fprintf(stderr, "test_pci: /dev/kvm: %s: KVM interrupt tests "
+				"skipped\n", strerror(errno));
+		return;
+	}
+	kvm_vm = ioctl(kvm_fd, KVM_CREATE_VM, 0);
+	ck_assert_int_ge(kvm_vm, 0);
+	ck_assert_int_eq(ioctl(kvm_vm, KVM_CREATE_IRQCHIP, 0), 0);
+	kvm_vcpu = ioctl(kvm_vm, KVM_CREATE_VCPU, 0);
+	ck_assert_int_ge(kvm_vcpu, 0);
+	/* Software-enable the LAPIC (SVR bit 8) so it accepts fixed
+	 * interrupts into its IRR. */
+	ck_assert_int_eq(ioctl(kvm_vcpu, KVM_GET_LAPIC, &la), 0);
+	*(uint32_t *)(la.regs + 0xF0) |= 0x100;
+	ck_assert_int_eq(ioctl(kvm_vcpu, KVM_SET_LAPIC, &la), 0);
+	ck_assert_int_eq(irq_router_init(&router, kvm_vm), 0);
+	have_kvm = have_router = true;
+}
+
+static void kvm_teardown(void)
+{
+	if (have_router)
+		irq_router_destroy(&router);
+	if (kvm_vcpu >= 0)
+		close(kvm_vcpu);
+	if (kvm_vm >= 0)
+		close(kvm_vm);
+	if (kvm_fd >= 0)
+		close(kvm_fd);
+	kvm_fd = kvm_vm = kvm_vcpu = -1;
+}
+
+static bool lapic_irr(unsigned vector)
+{
+	struct kvm_lapic_state la;
+	uint32_t w;
+
+	ck_assert_int_eq(ioctl(kvm_vcpu, KVM_GET_LAPIC, &la), 0);
+	memcpy(&w, la.regs + 0x200 + (vector / 32) * 0x10, 4);
+	return w >> (vector % 32) & 1;
+}
+
+static uint32_t ioapic_irr(void)
+{
+	struct kvm_irqchip chip;
+
+	memset(&chip, 0, sizeof(chip));
+	chip.chip_id = KVM_IRQCHIP_IOAPIC;
+	ck_assert_int_eq(ioctl(kvm_vm, KVM_GET_IRQCHIP, &chip), 0);
+	return chip.chip.ioapic.irr;
+}
+
+/* KVM may inject from a worker: wait (bounded) for the bit. */
+static bool wait_lapic_irr(unsigned vector)
+{
+	for (int i = 0; i < 2000; i++) {
+		if (lapic_irr(vector))
+			return true;
+		usleep(1000);
+	}
+	return false;
+}
+
+static bool wait_ioapic_irr(unsigned gsi)
+{
+	for (int i = 0; i < 2000; i++) {
+		if (ioapic_irr() >> gsi & 1)
+			return true;
+		usleep(1000);
+	}
+	return false;
+}
+
+static bool gsi_used(unsigned gsi)
+{
+	return router.gsi_used[gsi / 8] >> (gsi % 8) & 1;
+}
+
+START_TEST(test_kvm_msi_irqfd_per_vector_gsi_routes)
+{
+	struct irq_msi *a, *b, *c;
+
+	if (!have_kvm)
+		return;
+	/* GSIs 0-23 are the IOAPIC's; MSIs take fresh ones from 24. */
+	ck_assert(!gsi_used(IRQ_FIRST_MSI_GSI));
+	ck_assert_int_eq(irq_msi_create(&router, &a), 0);
+	ck_assert_int_eq(irq_msi_create(&router, &b), 0);
+	ck_assert(gsi_used(IRQ_FIRST_MSI_GSI) && gsi_used(IRQ_FIRST_MSI_GSI + 1));
+	/* Each vector's irqfd delivers its own message. */
+	ck_assert_int_eq(irq_msi_route(a, 0xFEE00000u, 0x45), 0);
+	ck_assert_int_eq(irq_msi_route(b, 0xFEE00000u, 0x46), 0);
+	ck_assert(!lapic_irr(0x45) && !lapic_irr(0x46));
+	irq_msi_signal(b);
+	ck_assert(wait_lapic_irr(0x46));
+	ck_assert(!lapic_irr(0x45));
+	irq_msi_signal(a);
+	ck_assert(wait_lapic_irr(0x45));
+	/* Re-routing a vector changes what its irqfd sends. */
+	ck_assert_int_eq(irq_msi_route(a, 0xFEE00000u, 0x47), 0);
+	irq_msi_signal(a);
+	ck_assert(wait_lapic_irr(0x47));
+	/* A freed GSI is reused. */
+	irq_msi_free(a);
+	ck_assert(!gsi_used(IRQ_FIRST_MSI_GSI));
+	ck_assert_int_eq(irq_msi_create(&router, &c), 0);
+	ck_assert(gsi_used(IRQ_FIRST_MSI_GSI));
+	irq_msi_free(c);
+	irq_msi_free(b);
+}
+END_TEST
+
+START_TEST(test_kvm_msix_table_entry_reaches_the_lapic)
+{
+	struct bus kpio, kmmio;
+	struct pci_host kh;
+	struct pci_function kf;
+	uint64_t t = 0xC0800000u;
+	unsigned cap;
+
+	if (!have_kvm)
+		return;
+	ck_assert_int_eq(bus_init(&kpio, "pio"), 0);
+	ck_assert_int_eq(bus_init(&kmmio, "mmio"), 0);
+	ck_assert_int_eq(pci_host_init(&kh, &kpio, &kmmio,
+				       &(struct pci_host_config){
+					       .ecam_base = ECAM, .ecam_buses = 1,
+					       .mmio_base = MMIO, .mmio_size = MMIO_SZ,
+					       .io_base = IO_BASE },
+				       &irq_pci_platform_ops, &router),
+			 0);
+	pci_function_init(&kf, "kvm-fn", 0x1234, 0x5678, 0, 0x00FF00, 0, 0,
+			  &dev_ops, NULL);
+	ck_assert_int_eq(pci_function_add_bar(&kf, 1, 0x1000, false, false, false), 0);
+	ck_assert_int_eq(pci_function_add_msix(&kf, 2, 1, 0, 0x800), 0);
+	ck_assert_int_eq(pci_host_add_function(&kh, &kf, SLOT, 18), 0);
+	/* The guest: BAR1 at t, memory + bus master, MSI-X on, vector 1
+	 * unmasked to vector 0x51, vector 0 masked with 0x52. */
+	ck_assert_int_eq(bus_write(&kmmio, ecam_addr(SLOT, PCI_BAR0 + 4), 4, t), 0);
+	ck_assert_int_eq(bus_write(&kmmio, ecam_addr(SLOT, PCI_COMMAND), 2,
+				   PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER), 0);
+	cap = kf.msix->cap;
+	ck_assert_int_eq(bus_write(&kmmio, ecam_addr(SLOT, cap + 2), 2,
+				   PCI_MSIX_FLAGS_ENABLE), 0);
+	for (unsigned v = 0; v < 2; v++) {
+		ck_assert_int_eq(bus_write(&kmmio, t + 16 * v, 4, 0xFEE00000u), 0);
+		ck_assert_int_eq(bus_write(&kmmio, t + 16 * v + 4, 4, 0), 0);
+		ck_assert_int_eq(bus_write(&kmmio, t + 16 * v + 8, 4,
+					   v ? 0x51 : 0x52), 0);
+		ck_assert_int_eq(bus_write(&kmmio, t + 16 * v + 12, 4, v ? 0 : 1), 0);
+	}
+	ck_assert_int_eq(pci_msix_notify(&kf, 1), 0);
+	ck_assert(wait_lapic_irr(0x51));
+	/* Masked: nothing is sent, the pending bit is set ... */
+	ck_assert_int_eq(pci_msix_notify(&kf, 0), 0);
+	ck_assert(!lapic_irr(0x52));
+	ck_assert_int_eq(kf.msix->pba[0], 1);
+	/* ... and unmasking sends it. */
+	ck_assert_int_eq(bus_write(&kmmio, t + 12, 4, 0), 0);
+	ck_assert(wait_lapic_irr(0x52));
+	ck_assert_int_eq(kf.msix->pba[0], 0);
+	/* INTx of the same function: a level on GSI 18 (irqfd). */
+	ck_assert(!(ioapic_irr() >> 18 & 1));
+	pci_intx_set(&kf, 1);
+	ck_assert(wait_ioapic_irr(18));
+	pci_intx_set(&kf, 0);
+	pci_host_destroy(&kh);
+	bus_destroy(&kpio);
+	bus_destroy(&kmmio);
+}
+END_TEST
+
+START_TEST(test_kvm_intx_line_is_a_level_on_its_ioapic_pin)
+{
+	struct irq_line *l;
+
+	if (!have_kvm)
+		return;
+	ck_assert_int_eq(irq_line_create(&router, IRQ_IOAPIC_PINS, &l), -EINVAL);
+	ck_assert_int_eq(irq_line_create(&router, 19, &l), 0);
+	ck_assert(!(ioapic_irr() >> 19 & 1));
+	irq_line_set(l, 1);
+	ck_assert(wait_ioapic_irr(19));
+	/* Other pins are untouched. */
+	ck_assert_uint_eq(ioapic_irr() & (0xFu << 16), 1u << 19);
+}
+END_TEST
+
+START_TEST(test_kvm_ioeventfd_follows_a_moved_bar)
+{
+	struct bus kpio, kmmio;
+	struct pci_host kh;
+	struct pci_function kf;
+	int fd = eventfd(0, EFD_CLOEXEC), probe = eventfd(0, EFD_CLOEXEC);
+	uint64_t old_addr, new_addr = MMIO + 0x100000;
+
+	if (!have_kvm)
+		return;
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_ge(probe, 0);
+	ck_assert_int_eq(bus_init(&kpio, "pio"), 0);
+	ck_assert_int_eq(bus_init(&kmmio, "mmio"), 0);
+	ck_assert_int_eq(pci_host_init(&kh, &kpio, &kmmio,
+				       &(struct pci_host_config){
+					       .ecam_base = ECAM, .ecam_buses = 1,
+					       .mmio_base = MMIO, .mmio_size = MMIO_SZ,
+					       .io_base = IO_BASE },
+				       &irq_pci_platform_ops, &router),
+			 0);
+	pci_function_init(&kf, "kvm-fn", 0x1234, 0x5678, 0, 0x00FF00, 0, 0,
+			  &dev_ops, NULL);
+	ck_assert_int_eq(pci_function_add_bar(&kf, 2, 0x1000, false, false, false), 0);
+	ck_assert_int_eq(pci_host_add_function(&kh, &kf, SLOT, 0), 0);
+	ck_assert_int_eq(pci_host_assign_bars(&kh), 0);
+	old_addr = kf.bars[2].addr + 0x10;
+	ck_assert_int_eq(pci_function_add_ioeventfd(&kf, 2, 0x10, 2, -1, fd), 0);
+	/* KVM holds it: a second ioeventfd on the same address collides. */
+	ck_assert_int_eq(irq_ioeventfd(&router, true, false, old_addr, 2, -1,
+				       probe), -EEXIST);
+	/* The guest moves the BAR: KVM's ioeventfd moves with it. */
+	ck_assert_int_eq(bus_write(&kmmio, ecam_addr(SLOT, PCI_BAR0 + 8), 4,
+				   new_addr), 0);
+	ck_assert_uint_eq(kf.bars[2].addr, new_addr);
+	ck_assert_int_eq(irq_ioeventfd(&router, true, false, new_addr + 0x10, 2,
+				       -1, probe), -EEXIST);
+	ck_assert_int_eq(irq_ioeventfd(&router, true, false, old_addr, 2, -1,
+				       probe), 0);
+	ck_assert_int_eq(irq_ioeventfd(&router, false, false, old_addr, 2, -1,
+				       probe), 0);
+	/* Memory decoding off: no ioeventfd at all. */
+	ck_assert_int_eq(bus_write(&kmmio, ecam_addr(SLOT, PCI_COMMAND), 2, 0), 0);
+	ck_assert_int_eq(irq_ioeventfd(&router, true, false, new_addr + 0x10, 2,
+				       -1, probe), 0);
+	ck_assert_int_eq(irq_ioeventfd(&router, false, false, new_addr + 0x10,
+				       2, -1, probe), 0);
+	pci_host_destroy(&kh);
+	bus_destroy(&kpio);
+	bus_destroy(&kmmio);
+	close(fd);
+	close(probe);
+}
+END_TEST
+
 static Suite *pci_suite(void)
 {
 	Suite *s = suite_create("pci");
 	TCase *tc = tcase_create("host");
+	TCase *tk;
 
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, test_absent_function_reads_all_ones);
+	tcase_add_test(tc, test_host_bridge_is_function_0_0_0);
 	tcase_add_test(tc, test_type1_and_ecam_see_the_same_header);
 	tcase_add_test(tc, test_type1_address_latch_and_disabled_access);
 	tcase_add_test(tc, test_reset_control_byte_at_0xcf9_is_forwarded);
@@ -665,6 +952,15 @@ static Suite *pci_suite(void)
 	tcase_add_test(tc, test_intx_level_status_and_disable);
 	tcase_add_test(tc, test_bad_bar_and_slot_arguments);
 	suite_add_tcase(s, tc);
+
+	tk = tcase_create("kvm");
+	tcase_add_checked_fixture(tk, kvm_setup, kvm_teardown);
+	tcase_set_timeout(tk, 30);
+	tcase_add_test(tk, test_kvm_msi_irqfd_per_vector_gsi_routes);
+	tcase_add_test(tk, test_kvm_msix_table_entry_reaches_the_lapic);
+	tcase_add_test(tk, test_kvm_intx_line_is_a_level_on_its_ioapic_pin);
+	tcase_add_test(tk, test_kvm_ioeventfd_follows_a_moved_bar);
+	suite_add_tcase(s, tk);
 	return s;
 }
 

@@ -361,6 +361,14 @@ START_TEST(test_qcow2_small_clusters_grow_refcount_table)
 }
 END_TEST
 
+START_TEST(test_qcow2_preallocated_images_metadata_and_falloc)
+{
+	/* Every L2 entry already points at a (sparse) data cluster. */
+	qcow2_random_writes("-o preallocation=metadata", 16 << 20, 60);
+	qcow2_random_writes("-o preallocation=falloc", 8 << 20, 40);
+}
+END_TEST
+
 START_TEST(test_qcow2_refcount_bits_1_and_64)
 {
 	qcow2_random_writes("-o refcount_bits=1", 8 << 20, 60);
@@ -777,6 +785,326 @@ START_TEST(test_qcow2_corrupt_l2_pointer_is_an_io_error_not_a_crash)
 }
 END_TEST
 
+START_TEST(test_qcow2_l2_entry_on_metadata_or_past_the_end_is_an_io_error)
+{
+	const char *img = path("meta.qcow2"), *ref = path("meta.raw");
+	uint8_t buf[4096], hdr[8], be[8];
+	uint64_t l1off, l2off;
+	struct disk *d;
+	int fd;
+
+	make_raw(ref, 4 << 20);
+	fd = open(ref, O_RDWR);
+	fill(buf, sizeof(buf), 2);
+	ck_assert_int_eq(pwrite(fd, buf, sizeof(buf), 0), 4096);
+	ck_assert_int_eq(pwrite(fd, buf, sizeof(buf), 65536), 4096);
+	close(fd);
+	ck_assert_int_eq(sh("qemu-img convert -O qcow2 '%s' '%s'", ref, img), 0);
+	fd = open(img, O_RDWR);
+	ck_assert_int_eq(pread(fd, hdr, 8, 40), 8);
+	l1off = be64toh(*(uint64_t *)hdr);
+	ck_assert_int_eq(pread(fd, be, 8, (off_t)l1off), 8);
+	l2off = be64toh(*(uint64_t *)be) & 0x00fffffffffffe00ull;
+	/* Cluster 0 points at the L1 table, cluster 1 far past the end;
+	 * both marked COPIED, so a write would go in place. */
+	*(uint64_t *)be = htobe64((1ull << 63) | l1off);
+	ck_assert_int_eq(pwrite(fd, be, 8, (off_t)l2off), 8);
+	*(uint64_t *)be = htobe64((1ull << 63) | (1ull << 40));
+	ck_assert_int_eq(pwrite(fd, be, 8, (off_t)l2off + 8), 8);
+	close(fd);
+	d = open_disk(img, DISK_FORMAT_AUTO, false, DISK_AIO_AUTO);
+	memset(buf, 0x33, sizeof(buf));
+	ck_assert_int_eq(disk_pwrite(d, 0, buf, sizeof(buf)), -EIO);
+	ck_assert_int_eq(disk_pread(d, 0, buf, sizeof(buf)), -EIO);
+	ck_assert_int_eq(disk_pwrite(d, 65536, buf, sizeof(buf)), -EIO);
+	ck_assert_int_eq(disk_pread(d, 65536, buf, sizeof(buf)), -EIO);
+	disk_close(d);
+	/* The L1 table was not overwritten, and the file did not grow to
+	 * a terabyte. */
+	{
+		struct stat st;
+
+		fd = open(img, O_RDONLY);
+		ck_assert_int_eq(pread(fd, be, 8, (off_t)l1off), 8);
+		ck_assert_uint_eq(be64toh(*(uint64_t *)be) & 0x00fffffffffffe00ull,
+				  l2off);
+		ck_assert_int_eq(fstat(fd, &st), 0);
+		ck_assert_int_lt(st.st_size, 64 << 20);
+		close(fd);
+	}
+}
+END_TEST
+
+START_TEST(test_qcow2_refuses_truncated_headers)
+{
+	static const off_t lens[] = { 0, 3, 4, 8, 40, 71 };
+	const char *img = path("t.qcow2");
+
+	for (unsigned i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
+		struct disk_options o = { .format = DISK_FORMAT_QCOW2 };
+		struct disk *d = NULL;
+
+		fresh("t.qcow2", "");
+		ck_assert_int_eq(truncate(img, lens[i]), 0);
+		ck_assert_int_lt(disk_open(img, &o, &d, why, sizeof(why)), 0);
+		ck_assert_ptr_null(d);
+		ck_assert_msg(strstr(why, "qcow2"), "length %d: '%s'",
+			      (int)lens[i], why);
+	}
+	/* Header intact but the tables cut off. */
+	img = fresh("t2.qcow2", "");
+	ck_assert_int_eq(truncate(img, 65536 + 100), 0);
+	expect_refused(img, "beyond end of file");
+}
+END_TEST
+
+START_TEST(test_qcow2_refuses_l1_and_refcount_entries_past_eof)
+{
+	const char *img = fresh("l1e.qcow2", "");
+	uint8_t be[8];
+	uint64_t l1off, rtoff;
+	int fd;
+
+	fd = open(img, O_RDONLY);
+	ck_assert_int_eq(pread(fd, be, 8, 40), 8);
+	l1off = be64toh(*(uint64_t *)be);
+	ck_assert_int_eq(pread(fd, be, 8, 48), 8);
+	rtoff = be64toh(*(uint64_t *)be);
+	close(fd);
+	*(uint64_t *)be = htobe64((1ull << 63) | (1ull << 36));
+	patch(img, (off_t)l1off, be, 8);
+	expect_refused(img, "L1 entry 0 points outside the image");
+	img = fresh("rte.qcow2", "");
+	*(uint64_t *)be = htobe64(1ull << 36);
+	patch(img, (off_t)rtoff + 8, be, 8);
+	expect_refused(img, "refcount table entry 1 points outside");
+	/* L1 too small for the virtual size. */
+	img = fresh("l1s.qcow2", "");
+	patch(img, 36, "\0\0\0\0", 4);
+	expect_refused(img, "too small for the virtual size");
+}
+END_TEST
+
+START_TEST(test_qcow2_refuses_bad_backing_name_and_extensions)
+{
+	const char *img = fresh("bn.qcow2", "");
+
+	/* backing_file_offset past the header cluster. */
+	patch(img, 8, "\0\0\0\0\0\1\0\0", 8);
+	patch(img, 16, "\0\0\0\x10", 4);
+	expect_refused(img, "backing file name out of bounds");
+	/* A header extension whose length overruns the cluster. */
+	img = fresh("ext.qcow2", "");
+	patch(img, 112 + 4, "\x7f\xff\xff\xff", 4); /* after header_length 112 */
+	expect_refused(img, "overruns the header cluster");
+	/* An image that is its own backing file. */
+	img = path("self.qcow2");
+	ck_assert_int_eq(sh("qemu-img create -q -f qcow2 '%s' 16M && "
+			    "qemu-img rebase -u -f qcow2 -b self.qcow2 -F qcow2 '%s'",
+			    img, img), 0);
+	expect_refused(img, "backing file");
+}
+END_TEST
+
+/* Garbled headers and tables, deterministic "fuzzing": every mutation is
+ * either refused at open with a reason, or gives an image whose every
+ * read and some writes return 0 or an error -- never a crash (ASan runs
+ * this too). */
+START_TEST(test_qcow2_fuzzed_images_refused_or_harmless)
+{
+	const char *base = path("fz0.qcow2"), *img = path("fz.qcow2"),
+		   *ref = path("fz.raw");
+	uint32_t seed = 12345;
+	unsigned refused = 0, opened = 0;
+	uint8_t *buf = malloc(1 << 20);
+	int fd;
+
+	make_raw(ref, 2 << 20);
+	fd = open(ref, O_RDWR);
+	fill(buf, 1 << 20, 9);
+	ck_assert_int_eq(pwrite(fd, buf, 1 << 20, 256 << 10), 1 << 20);
+	close(fd);
+	ck_assert_int_eq(sh("qemu-img convert -O qcow2 -o cluster_size=4096 "
+			    "'%s' '%s'", ref, base), 0);
+	for (int iter = 0; iter < 150; iter++) {
+		struct disk_options o = { .format = DISK_FORMAT_AUTO,
+					  .aio = DISK_AIO_THREADS };
+		struct disk *d = NULL;
+		struct stat st;
+		int err;
+
+		ck_assert_int_eq(sh("cp '%s' '%s'", base, img), 0);
+		ck_assert_int_eq(stat(img, &st), 0);
+		fd = open(img, O_RDWR);
+		/* 1-4 random bytes in the header, or in the metadata
+		 * clusters after it (L1, refcounts, L2). */
+		for (int k = 0; k <= (int)(seed % 4); k++) {
+			uint8_t b;
+			off_t off;
+
+			seed = seed * 1103515245u + 12345u;
+			off = (iter & 1) ? (off_t)(seed >> 8) % 112
+					 : (off_t)(seed >> 8) % (6 * 4096);
+			seed = seed * 1103515245u + 12345u;
+			b = (uint8_t)(seed >> 16);
+			ck_assert_int_eq(pwrite(fd, &b, 1, off), 1);
+		}
+		close(fd);
+		why[0] = '\0';
+		err = disk_open(img, &o, &d, why, sizeof(why));
+		if (err) {
+			ck_assert_ptr_null(d);
+			ck_assert_msg(why[0], "iter %d: error %d without reason",
+				      iter, err);
+			refused++;
+			continue;
+		}
+		opened++;
+		for (uint64_t off = 0; off + (256 << 10) <= disk_size(d) &&
+				       off < (8u << 20);
+		     off += 256 << 10)
+			(void)disk_pread(d, off, buf, 256 << 10);
+		if (!disk_read_only(d)) {
+			memset(buf, 0x5a, 8192);
+			(void)disk_pwrite(d, 300 << 10, buf, 8192);
+			(void)disk_pwrite(d, 0, buf, 512);
+			(void)disk_discard(d, 512 << 10, 65536);
+			(void)disk_write_zeroes(d, 600 << 10, 8192, false);
+		}
+		disk_close(d);
+	}
+	/* Both outcomes happened: the fuzzing reached past the open. */
+	ck_assert_uint_gt(refused, 0);
+	ck_assert_uint_gt(opened, 0);
+	free(buf);
+}
+END_TEST
+
+START_TEST(test_qcow2_ofd_lock_refuses_second_writer_and_backing_writer)
+{
+	const char *img = path("lk.qcow2"), *ov = path("lkov.qcow2");
+	struct disk_options rw = { 0 }, ro = { .read_only = true };
+	struct disk *a, *b = NULL;
+
+	ck_assert_int_eq(sh("qemu-img create -f qcow2 '%s' 16M", img), 0);
+	ck_assert_int_eq(disk_open(img, &rw, &a, why, sizeof(why)), 0);
+	ck_assert_int_eq(disk_open(img, &rw, &b, why, sizeof(why)), -EBUSY);
+	ck_assert_ptr_null(b);
+	ck_assert_ptr_nonnull(strstr(why, "locked"));
+	ck_assert_int_eq(disk_open(img, &ro, &b, why, sizeof(why)), -EBUSY);
+	/* The lock is released on close (also when a process dies). */
+	ck_assert_int_eq(disk_close(a), 0);
+	ck_assert_int_eq(disk_open(img, &rw, &a, why, sizeof(why)), 0);
+	ck_assert_int_eq(disk_close(a), 0);
+	/* An image in use as a backing file cannot be opened for writing. */
+	ck_assert_int_eq(sh("qemu-img create -f qcow2 -b lk.qcow2 -F qcow2 '%s'",
+			    ov), 0);
+	ck_assert_int_eq(disk_open(ov, &rw, &a, why, sizeof(why)), 0);
+	ck_assert_int_eq(disk_open(img, &rw, &b, why, sizeof(why)), -EBUSY);
+	ck_assert_int_eq(disk_open(img, &ro, &b, why, sizeof(why)), 0);
+	disk_close(b);
+	disk_close(a);
+}
+END_TEST
+
+/* The SIGKILL case through the asynchronous API, with every kind of
+ * metadata change: allocation, overwrite, discard, write-zeroes. */
+START_TEST(test_qcow2_sigkill_after_async_flush_with_discard_and_zeroes)
+{
+	const char *img = path("ka.qcow2"), *ref = path("ka.raw");
+	int pfd[2], st;
+	pid_t pid;
+	char c;
+
+	ck_assert_int_eq(sh("qemu-img create -f qcow2 -o cluster_size=16384 "
+			    "'%s' 32M", img), 0);
+	make_raw(ref, 32 << 20);
+	ck_assert_int_eq(pipe(pfd), 0);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		enum { N = 64, LEN = 20480 };
+		struct disk_options o = { 0 };
+		static uint8_t bufs[N][LEN];
+		struct iovec iov[N];
+		struct done dn = { 0, 0 };
+		uint8_t *z = calloc(1, 1 << 20);
+		struct disk *d;
+		int fd = open(ref, O_RDWR), want = 0;
+
+		if (!z || disk_open(img, &o, &d, why, sizeof(why)))
+			_exit(1);
+		/* Two rounds: the second overwrites clusters of the first. */
+		for (int r = 0; r < 2; r++) {
+			for (int i = 0; i < N; i++) {
+				uint64_t off = (uint64_t)((i * 37 + r * 5) % 1500) *
+					       16384 + (uint64_t)(i % 5) * 512;
+
+				fill(bufs[i], LEN, (uint32_t)(r * N + i));
+				iov[i] = (struct iovec){ bufs[i], LEN };
+				if (pwrite(fd, bufs[i], LEN, (off_t)off) != LEN)
+					_exit(1);
+				if (disk_submit_writev(d, off, &iov[i], 1,
+						       on_done, &dn))
+					_exit(1);
+				want++;
+			}
+			while (dn.count < want) {
+				struct pollfd p = { disk_completion_fd(d),
+						    POLLIN, 0 };
+
+				poll(&p, 1, 1000);
+				disk_process_completions(d);
+			}
+		}
+		/* Discard whole clusters; write-zeroes partial and whole. */
+		if (disk_submit_discard(d, 100 * 16384, 8 * 16384, on_done,
+					&dn) ||
+		    disk_submit_write_zeroes(d, 300 * 16384 + 1024, 40000,
+					     false, on_done, &dn) ||
+		    disk_submit_write_zeroes(d, 600 * 16384, 4 * 16384, true,
+					     on_done, &dn))
+			_exit(1);
+		want += 3;
+		if (pwrite(fd, z, 8 * 16384, 100 * 16384) < 0 ||
+		    pwrite(fd, z, 40000, 300 * 16384 + 1024) < 0 ||
+		    pwrite(fd, z, 4 * 16384, 600 * 16384) < 0)
+			_exit(1);
+		while (dn.count < want) {
+			struct pollfd p = { disk_completion_fd(d), POLLIN, 0 };
+
+			poll(&p, 1, 1000);
+			disk_process_completions(d);
+		}
+		if (disk_submit_flush(d, on_done, &dn))
+			_exit(1);
+		want++;
+		while (dn.count < want) {
+			struct pollfd p = { disk_completion_fd(d), POLLIN, 0 };
+
+			poll(&p, 1, 1000);
+			disk_process_completions(d);
+		}
+		if (dn.result)
+			_exit(1);
+		/* The guest's flush completed; now die without closing. */
+		if (write(pfd[1], "x", 1) != 1)
+			_exit(1);
+		for (;;)
+			pause();
+	}
+	close(pfd[1]);
+	ck_assert_int_eq(read(pfd[0], &c, 1), 1);
+	kill(pid, SIGKILL);
+	waitpid(pid, &st, 0);
+	close(pfd[0]);
+	ck_assert(WIFSIGNALED(st));
+	ck_assert(header_dirty(img));
+	ck_assert_int_eq(qcheck(img), 0);
+	ck_assert_int_eq(qcompare(img, ref), 0);
+}
+END_TEST
+
 static Suite *qcow2_suite(void)
 {
 	Suite *s = suite_create("disk");
@@ -789,7 +1117,7 @@ static Suite *qcow2_suite(void)
 	tcase_add_checked_fixture(bad, setup, teardown);
 	tcase_set_timeout(raw, 60);
 	tcase_set_timeout(q, 240);
-	tcase_set_timeout(bad, 60);
+	tcase_set_timeout(bad, 240);
 	tcase_add_test(raw, test_raw_io_uring_roundtrip);
 	tcase_add_test(raw, test_raw_thread_pool_roundtrip);
 	tcase_add_test(raw, test_raw_out_of_range_and_read_only);
@@ -801,6 +1129,7 @@ static Suite *qcow2_suite(void)
 	tcase_add_test(q, test_qcow2_v2_writes_pass_qemu_img_check);
 	tcase_add_test(q, test_qcow2_small_clusters_grow_refcount_table);
 	tcase_add_test(q, test_qcow2_refcount_bits_1_and_64);
+	tcase_add_test(q, test_qcow2_preallocated_images_metadata_and_falloc);
 	tcase_add_test(q, test_qcow2_reads_what_qemu_io_wrote);
 	tcase_add_test(q, test_qcow2_compressed_clusters_read_and_rewrite);
 	tcase_add_test(q, test_qcow2_backing_qcow2);
@@ -818,6 +1147,13 @@ static Suite *qcow2_suite(void)
 	tcase_add_test(bad, test_qcow2_refuses_zstd_and_corrupt_for_writing);
 	tcase_add_test(bad, test_qcow2_refuses_missing_backing_file_with_its_name);
 	tcase_add_test(bad, test_qcow2_corrupt_l2_pointer_is_an_io_error_not_a_crash);
+	tcase_add_test(bad, test_qcow2_l2_entry_on_metadata_or_past_the_end_is_an_io_error);
+	tcase_add_test(bad, test_qcow2_refuses_truncated_headers);
+	tcase_add_test(bad, test_qcow2_refuses_l1_and_refcount_entries_past_eof);
+	tcase_add_test(bad, test_qcow2_refuses_bad_backing_name_and_extensions);
+	tcase_add_test(bad, test_qcow2_fuzzed_images_refused_or_harmless);
+	tcase_add_test(q, test_qcow2_ofd_lock_refuses_second_writer_and_backing_writer);
+	tcase_add_test(q, test_qcow2_sigkill_after_async_flush_with_discard_and_zeroes);
 	suite_add_tcase(s, raw);
 	suite_add_tcase(s, q);
 	suite_add_tcase(s, bad);

@@ -3,10 +3,14 @@
 #include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "tests/unit/unit.h"
@@ -272,6 +276,45 @@ START_TEST(test_5_2_5_2_writeback_0_when_config_wce_without_flush)
 		virtio_config_write(DEV, VIRTIO_BLK_CFG_WRITEBACK, &zero, 1);
 	}
 	ck_assert_uint_eq(cfg8(VIRTIO_BLK_CFG_WRITEBACK), 0);
+}
+END_TEST
+
+/* Legacy driver: status 0 -> ACK -> DRIVER, features, then DRIVER_OK. */
+static void legacy_bring_up(uint64_t features, int writeback_before_ok)
+{
+	virtio_set_status(DEV, 0);
+	DEV->legacy = true;
+	virtio_set_status(DEV, VIRTIO_STATUS_ACKNOWLEDGE);
+	virtio_set_status(DEV, VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER);
+	virtio_driver_features_write_word(DEV, 0, (uint32_t)features);
+	if (writeback_before_ok >= 0) {
+		uint8_t v = (uint8_t)writeback_before_ok;
+
+		virtio_config_write(DEV, VIRTIO_BLK_CFG_WRITEBACK, &v, 1);
+	}
+	ck_assert_int_eq(virtio_set_status(DEV, VIRTIO_STATUS_ACKNOWLEDGE |
+					   VIRTIO_STATUS_DRIVER |
+					   VIRTIO_STATUS_DRIVER_OK), 0);
+}
+
+START_TEST(test_5_2_5_3_legacy_device_must_not_change_cache_mode_on_status_or_features)
+{
+	/* CONFIG_WCE accepted and writethrough chosen before DRIVER_OK:
+	 * setting DRIVER_OK must not switch back to writeback. */
+	legacy_bring_up(F(VIRTIO_BLK_F_CONFIG_WCE) | F(VIRTIO_BLK_F_FLUSH), 0);
+	ck_assert_uint_eq(cfg8(VIRTIO_BLK_CFG_WRITEBACK), 0);
+	/* CONFIG_WCE without FLUSH: the feature write alone must not
+	 * change the mode either (no FEATURES_OK step to hook). */
+	legacy_bring_up(F(VIRTIO_BLK_F_CONFIG_WCE), -1);
+	ck_assert_uint_eq(cfg8(VIRTIO_BLK_CFG_WRITEBACK), 1);
+	legacy_bring_up(F(VIRTIO_BLK_F_CONFIG_WCE), 0);
+	ck_assert_uint_eq(cfg8(VIRTIO_BLK_CFG_WRITEBACK), 0);
+	/* Without CONFIG_WCE, DRIVER_OK may (and without FLUSH must, for
+	 * writes to be stable) settle the mode. */
+	legacy_bring_up(0, -1);
+	ck_assert_uint_eq(cfg8(VIRTIO_BLK_CFG_WRITEBACK), 0);
+	legacy_bring_up(F(VIRTIO_BLK_F_FLUSH), -1);
+	ck_assert_uint_eq(cfg8(VIRTIO_BLK_CFG_WRITEBACK), 1);
 }
 END_TEST
 
@@ -865,6 +908,320 @@ START_TEST(test_5_2_qcow2_image_through_the_device_passes_qemu_img_check)
 }
 END_TEST
 
+/* ==== multiqueue: a thread per queue ==== */
+
+/* Write 32 x 4 KiB on each of |nq| queues, all in flight at once, then
+ * read everything back through other queues. */
+static void mq_parallel_io(unsigned nq)
+{
+	enum { PER = 32 };
+	struct vtd_vq qs[4];
+	uint64_t sts[4][PER];
+	uint32_t id, len;
+
+	ck_assert_uint_le(nq, 4);
+	memset(qs, 0, sizeof(qs));
+	ck_assert(DEV->device_features & F(VIRTIO_BLK_F_MQ));
+	ck_assert_ptr_nonnull(DEV->qworkers);
+	for (unsigned q = 0; q < nq; q++)
+		ck_assert_int_eq(vtd_vq_init(&qs[q], &drv, 128, false, false), 0);
+	ck_assert_int_eq(vtd_negotiate(&drv, F_BASIC | F(VIRTIO_BLK_F_MQ)), 0);
+	for (unsigned q = 0; q < nq; q++)
+		ck_assert_int_eq(vtd_setup_queue(&drv, q, &qs[q]), 0);
+	ck_assert_int_eq(vtd_driver_ok(&drv), 0);
+	for (unsigned q = 0; q < nq; q++)
+		for (int i = 0; i < PER; i++) {
+			uint64_t sector = ((uint64_t)q * PER + i) * 8;
+			struct vtd_sg sg[3] = {
+				{ put_hdr(VIRTIO_BLK_T_OUT, sector), 16, false },
+				{ buffer(4096, (uint8_t)(q * PER + i + 1)), 4096,
+				  false },
+				{ vtd_alloc(&drv, 1, 1), 1, true },
+			};
+
+			sts[q][i] = sg[2].gpa;
+			*(uint8_t *)vtd_ptr(&drv, sts[q][i], 1) = 0xee;
+			ck_assert_int_ge(vtd_vq_add(&qs[q], sg, 3, false), 0);
+		}
+	for (unsigned q = 0; q < nq; q++)
+		virtio_queue_kick(DEV, q);
+	for (unsigned q = 0; q < nq; q++) {
+		int got = 0;
+
+		while (got < PER && wait_used(&qs[q], &id, &len))
+			got++;
+		ck_assert_int_eq(got, PER);
+		ck_assert_uint_ge(vtd_queue_irqs(&drv, q), 1);
+		for (int i = 0; i < PER; i++)
+			ck_assert_uint_eq(*(uint8_t *)vtd_ptr(&drv, sts[q][i], 1),
+					  VIRTIO_BLK_S_OK);
+	}
+	/* Read back each queue's data through the next queue. */
+	for (unsigned q = 0; q < nq; q++) {
+		unsigned rq = (q + 1) % nq;
+		uint64_t r = buffer(PER * 4096, 0);
+		struct vtd_sg in = { r, PER * 4096, true };
+
+		ck_assert_uint_eq(request_on(&qs[rq], rq, VIRTIO_BLK_T_IN,
+					     (uint64_t)q * PER * 8, &in, 1,
+					     NULL), VIRTIO_BLK_S_OK);
+		for (int i = 0; i < PER; i++) {
+			uint8_t want[4096];
+
+			memset(want, (uint8_t)(q * PER + i + 1), 4096);
+			ck_assert_mem_eq(vtd_ptr(&drv, r + (uint64_t)i * 4096,
+						 4096), want, 4096);
+		}
+	}
+	ck_assert_uint_eq(request_on(&qs[nq - 1], nq - 1, VIRTIO_BLK_T_FLUSH,
+				     0, NULL, 0, NULL), VIRTIO_BLK_S_OK);
+	for (unsigned q = 0; q < nq; q++)
+		vtd_vq_destroy(&qs[q]);
+}
+
+START_TEST(test_5_2_2_mq_queues_run_in_parallel_raw)
+{
+	stop_blk();
+	start_blk(img, false, 4, NULL);
+	mq_parallel_io(4);
+	/* Per-queue disk handles: queue 0 drives the disk itself. */
+	ck_assert_ptr_eq(blk.queues[0].disk, disk);
+	ck_assert_ptr_ne(blk.queues[1].disk, disk);
+}
+END_TEST
+
+START_TEST(test_5_2_2_mq_qcow2_concurrent_allocation_passes_qemu_img_check)
+{
+	char q[160], cmd[400];
+
+	stop_blk();
+	snprintf(q, sizeof(q), "%s/mq.qcow2", dir);
+	snprintf(cmd, sizeof(cmd),
+		 "qemu-img create -q -f qcow2 -o cluster_size=4096 '%s' 16M", q);
+	ck_assert_int_eq(system(cmd), 0);
+	start_blk(q, false, 3, NULL);
+	mq_parallel_io(3);
+	stop_blk();
+	snprintf(cmd, sizeof(cmd), "qemu-img check -q '%s'", q);
+	ck_assert_int_eq(system(cmd), 0);
+}
+END_TEST
+
+START_TEST(test_2_4_mq_reset_with_requests_in_flight_on_every_queue)
+{
+	struct vtd_vq qs[3];
+
+	stop_blk();
+	start_blk(img, false, 3, NULL);
+	memset(qs, 0, sizeof(qs));
+	for (unsigned q = 0; q < 3; q++)
+		ck_assert_int_eq(vtd_vq_init(&qs[q], &drv, 64, false, false), 0);
+	ck_assert_int_eq(vtd_negotiate(&drv, F_BASIC | F(VIRTIO_BLK_F_MQ)), 0);
+	for (unsigned q = 0; q < 3; q++)
+		ck_assert_int_eq(vtd_setup_queue(&drv, q, &qs[q]), 0);
+	ck_assert_int_eq(vtd_driver_ok(&drv), 0);
+	for (unsigned q = 0; q < 3; q++)
+		for (int i = 0; i < 8; i++) {
+			struct vtd_sg sg[3] = {
+				{ put_hdr(VIRTIO_BLK_T_IN, (uint64_t)i * 128),
+				  16, false },
+				{ buffer(65536, 0), 65536, true },
+				{ vtd_alloc(&drv, 1, 1), 1, true },
+			};
+
+			ck_assert_int_ge(vtd_vq_add(&qs[q], sg, 3, false), 0);
+		}
+	for (unsigned q = 0; q < 3; q++)
+		virtio_queue_kick(DEV, q);
+	virtio_reset(DEV);
+	ck_assert_uint_eq(virtio_get_status(DEV), 0);
+	for (unsigned q = 0; q < 3; q++)
+		ck_assert_uint_eq(disk_inflight(blk.queues[q].disk), 0);
+	{
+		uint16_t before[3];
+
+		for (unsigned q = 0; q < 3; q++)
+			before[q] = vtd_split_used_idx(&qs[q]);
+		virtio_device_sync(DEV);
+		usleep(20000);
+		virtio_device_sync(DEV);
+		for (unsigned q = 0; q < 3; q++)
+			ck_assert_uint_eq(vtd_split_used_idx(&qs[q]), before[q]);
+	}
+	for (unsigned q = 0; q < 3; q++)
+		vtd_vq_destroy(&qs[q]);
+}
+END_TEST
+
+/* ---- the core's per-queue threads, on a minimal two-queue device ---- */
+
+static struct {
+	struct virtio_device vdev;
+	struct vtd_vq vq[2];
+	int inside, max_inside, hold, resets, inside_at_reset;
+	pthread_t tid[2], watch_tid;
+	int efd;
+} par;
+
+static double mono(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static void par_notify(struct virtio_device *dev, unsigned qidx)
+{
+	int now;
+	double t0 = mono();
+
+	(void)dev;
+	par.tid[qidx] = pthread_self();
+	now = __atomic_add_fetch(&par.inside, 1, __ATOMIC_SEQ_CST);
+	for (;;) {
+		int m = __atomic_load_n(&par.max_inside, __ATOMIC_SEQ_CST);
+
+		if (now <= m || __atomic_compare_exchange_n(
+					&par.max_inside, &m, now, false,
+					__ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
+			break;
+	}
+	/* Wait (bounded) for the other queue to be inside too, and while
+	 * the test holds us. */
+	while ((__atomic_load_n(&par.inside, __ATOMIC_SEQ_CST) < 2 &&
+		mono() - t0 < 2.0) ||
+	       __atomic_load_n(&par.hold, __ATOMIC_SEQ_CST))
+		sched_yield();
+	__atomic_sub_fetch(&par.inside, 1, __ATOMIC_SEQ_CST);
+}
+
+static void par_reset(struct virtio_device *dev)
+{
+	(void)dev;
+	par.resets++;
+	par.inside_at_reset = __atomic_load_n(&par.inside, __ATOMIC_SEQ_CST);
+}
+
+static void par_watch(struct virtio_device *dev, int fd, void *opaque)
+{
+	uint64_t v;
+
+	(void)dev;
+	(void)opaque;
+	if (read(fd, &v, sizeof(v)) == sizeof(v))
+		par.watch_tid = pthread_self();
+}
+
+static const struct virtio_device_ops par_ops = {
+	.queue_notify = par_notify,
+	.reset = par_reset,
+};
+
+static void par_start(void)
+{
+	memset(&par, 0, sizeof(par));
+	ck_assert_int_eq(virtio_device_init(&par.vdev, "par", 99, &par_ops,
+					    &drv.mem, 2, 64, 0, 0), 0);
+	ck_assert_int_eq(virtio_device_use_queue_threads(&par.vdev), 0);
+	par.efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	ck_assert_int_ge(par.efd, 0);
+	ck_assert_int_eq(virtio_queue_watch_fd(&par.vdev, 1, par.efd,
+					       par_watch, NULL), 0);
+	vtd_attach(&drv, &par.vdev);
+	ck_assert_int_eq(virtio_device_start(&par.vdev), 0);
+	/* Too late to change the threading once started. */
+	ck_assert_int_eq(virtio_queue_watch_fd(&par.vdev, 0, par.efd,
+					       par_watch, NULL), -EBUSY);
+	for (int q = 0; q < 2; q++) {
+		ck_assert_int_eq(vtd_vq_init(&par.vq[q], &drv, 64, false, false),
+				 0);
+	}
+	ck_assert_int_eq(vtd_negotiate(&drv, F_V1), 0);
+	for (int q = 0; q < 2; q++)
+		ck_assert_int_eq(vtd_setup_queue(&drv, q, &par.vq[q]), 0);
+}
+
+static void par_stop(void)
+{
+	virtio_device_destroy(&par.vdev);
+	ck_assert_ptr_null(par.vdev.qworkers);
+	close(par.efd);
+	for (int q = 0; q < 2; q++)
+		vtd_vq_destroy(&par.vq[q]);
+}
+
+START_TEST(test_core_queue_threads_run_queues_in_parallel)
+{
+	uint64_t one = 1;
+
+	par_start();
+	/* DRIVER_OK replays a notification on every ready queue: both
+	 * queue_notify calls must be running at the same time. */
+	ck_assert_int_eq(vtd_driver_ok(&drv), 0);
+	ck_assert_int_eq(virtio_device_sync(&par.vdev), 0);
+	ck_assert_int_eq(par.max_inside, 2);
+	ck_assert(!pthread_equal(par.tid[0], par.tid[1]));
+	/* A kick on one queue runs on that queue's thread. */
+	{
+		pthread_t t0 = par.tid[0], t1 = par.tid[1];
+
+		par.tid[0] = par.tid[1] = pthread_self();
+		virtio_queue_kick(&par.vdev, 1);
+		virtio_queue_kick(&par.vdev, 0);
+		ck_assert_int_eq(virtio_device_sync(&par.vdev), 0);
+		ck_assert(pthread_equal(par.tid[0], t0));
+		ck_assert(pthread_equal(par.tid[1], t1));
+	}
+	/* And a fd watched for queue 1 is served by queue 1's thread. */
+	ck_assert_int_eq(write(par.efd, &one, sizeof(one)), sizeof(one));
+	ck_assert_int_eq(virtio_device_sync(&par.vdev), 0);
+	ck_assert(pthread_equal(par.watch_tid, par.tid[1]));
+	par_stop();
+}
+END_TEST
+
+static void *par_reset_thread(void *arg)
+{
+	(void)arg;
+	virtio_reset(&par.vdev);
+	return NULL;
+}
+
+START_TEST(test_core_queue_threads_reset_waits_for_every_queue)
+{
+	pthread_t t;
+	int resets0;
+
+	par_start();
+	resets0 = par.resets; /* vtd_negotiate resets first */
+	__atomic_store_n(&par.hold, 1, __ATOMIC_SEQ_CST);
+	ck_assert_int_eq(vtd_driver_ok(&drv), 0);
+	/* Both queue threads are now held inside queue_notify. */
+	for (int i = 0; i < 2000 &&
+	     __atomic_load_n(&par.inside, __ATOMIC_SEQ_CST) < 2; i++)
+		usleep(1000);
+	ck_assert_int_eq(__atomic_load_n(&par.inside, __ATOMIC_SEQ_CST), 2);
+	ck_assert_int_eq(pthread_create(&t, NULL, par_reset_thread, NULL), 0);
+	usleep(50000);
+	/* §2.4: the reset must not complete while a queue is in use. */
+	ck_assert_int_eq(par.resets, resets0);
+	ck_assert(virtio_get_status(&par.vdev) & VIRTIO_STATUS_DRIVER_OK);
+	__atomic_store_n(&par.hold, 0, __ATOMIC_SEQ_CST);
+	pthread_join(t, NULL);
+	ck_assert_int_eq(par.resets, resets0 + 1);
+	ck_assert_int_eq(par.inside_at_reset, 0);
+	ck_assert_uint_eq(virtio_get_status(&par.vdev), 0);
+	/* After the reset no queue callback runs (queues not ready). */
+	par.max_inside = 0;
+	virtio_queue_kick(&par.vdev, 0);
+	virtio_queue_kick(&par.vdev, 1);
+	ck_assert_int_eq(virtio_device_sync(&par.vdev), 0);
+	ck_assert_int_eq(par.max_inside, 0);
+	par_stop();
+}
+END_TEST
+
 static Suite *virtio_blk_suite(void)
 {
 	Suite *s = suite_create("virtio_blk");
@@ -876,6 +1233,7 @@ static Suite *virtio_blk_suite(void)
 	tcase_add_test(tc, test_5_2_5_2_device_must_offer_flush_with_config_wce);
 	tcase_add_test(tc, test_5_2_5_2_writeback_0_when_config_wce_without_flush);
 	tcase_add_test(tc, test_5_2_5_2_device_must_initialize_padding_to_0);
+	tcase_add_test(tc, test_5_2_5_3_legacy_device_must_not_change_cache_mode_on_status_or_features);
 	tcase_add_test(tc, test_5_2_5_2_device_should_not_offer_zoned);
 	tcase_add_test(tc, test_5_2_6_write_then_read_split);
 	tcase_add_test(tc, test_5_2_6_write_then_read_packed);
@@ -904,6 +1262,11 @@ static Suite *virtio_blk_suite(void)
 	tcase_add_test(tc, test_5_2_2_mq_second_queue_serves_requests);
 	tcase_add_test(tc, test_2_4_reset_with_requests_in_flight);
 	tcase_add_test(tc, test_5_2_qcow2_image_through_the_device_passes_qemu_img_check);
+	tcase_add_test(tc, test_5_2_2_mq_queues_run_in_parallel_raw);
+	tcase_add_test(tc, test_5_2_2_mq_qcow2_concurrent_allocation_passes_qemu_img_check);
+	tcase_add_test(tc, test_2_4_mq_reset_with_requests_in_flight_on_every_queue);
+	tcase_add_test(tc, test_core_queue_threads_run_queues_in_parallel);
+	tcase_add_test(tc, test_core_queue_threads_reset_waits_for_every_queue);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -8,6 +8,8 @@
 
 #include "tests/unit/unit.h"
 #include "tests/unit/virtio_test_driver.h"
+#include "virtio/console.h"
+#include "virtio/rng.h"
 
 static struct vtd drv;
 static struct vtd_echo echo;
@@ -380,6 +382,40 @@ END_TEST
 
 /* ---- queues and the queue thread ---- */
 
+
+/* ---- §6.2 Device Requirements: Reserved Feature Bits ---- */
+
+START_TEST(test_6_2_every_device_type_offers_version_1)
+{
+	struct virtio_rng *rng = calloc(1, sizeof(*rng));
+	struct virtio_console *con = calloc(1, sizeof(*con));
+	struct virtio_console_options o = { .multiport = true };
+	struct vtd_echo *e = calloc(1, sizeof(*e));
+	char err[128];
+
+	ck_assert_ptr_nonnull(rng);
+	ck_assert_ptr_nonnull(con);
+	ck_assert_ptr_nonnull(e);
+	ck_assert_int_eq(virtio_rng_init(rng, "rng0", &drv.mem), 0);
+	ck_assert_int_eq(virtio_console_init(con, "con0", &drv.mem, &o, err,
+					     sizeof(err)),
+			 0);
+	ck_assert_int_eq(vtd_echo_init(e, &drv, 1, 8), 0);
+	ck_assert(rng->vdev.device_features & F_V1);
+	ck_assert(con->vdev.device_features & F_V1);
+	ck_assert(e->vdev.device_features & F_V1);
+	/* And a device whose own feature set is empty still gets it. */
+	ck_assert_uint_eq(rng->vdev.device_features & 0xFFFFFF, 0);
+	ck_assert_uint_eq(virtio_device_features_word(&rng->vdev, 1) & 1, 1);
+	vtd_echo_destroy(e);
+	virtio_console_destroy(con);
+	virtio_rng_destroy(rng);
+	free(e);
+	free(con);
+	free(rng);
+}
+END_TEST
+
 START_TEST(test_queue_thread_dispatches_each_queue)
 {
 	uint32_t id, len;
@@ -469,6 +505,7 @@ static Suite *virtio_core_suite(void)
 	tcase_add_test(tc, test_2_5_1_device_must_allow_config_read_before_features_ok);
 	tcase_add_test(tc, test_2_5_device_must_change_generation_when_config_changes);
 	tcase_add_test(tc, test_2_5_config_access_is_bounds_checked);
+	tcase_add_test(tc, test_6_2_every_device_type_offers_version_1);
 	tcase_add_test(tc, test_queue_thread_dispatches_each_queue);
 	tcase_add_test(tc, test_queue_kick_out_of_range_is_ignored);
 	tcase_add_test(tc, test_queue_enable_rejects_bad_configuration);

@@ -1135,6 +1135,215 @@ START_TEST(test_modern_device_refuses_no_transitional_id)
 }
 END_TEST
 
+
+/* ---- legacy interface sections of chapters 2, 3 and 6 ---- */
+
+/* The legacy driver's first steps (§3.1.2: no FEATURES_OK) up to writing
+ * the features, then queue 0 at PFN |base| (§2.7.2 layout). */
+static uint64_t legacy_queue0(uint16_t *qsize)
+{
+	uint64_t base;
+	uint16_t size;
+
+	leg_w(VIRTIO_PCI_LEGACY_QUEUE_SEL, 2, 0);
+	size = (uint16_t)leg_r(VIRTIO_PCI_LEGACY_QUEUE_NUM, 2);
+	ck_assert_uint_gt(size, 0);
+	base = vtd_alloc(&drv, 16ull * size + 6 + 2ull * size + 4096 + 6 +
+				       8ull * size + 4096, 4096);
+	ck_assert_int_eq(vtd_vq_init(&vq, &drv, size, false, false), 0);
+	vq.desc = base;
+	vq.driver = base + 16ull * size;
+	vq.device = (vq.driver + 6 + 2ull * size + 4095) & ~4095ull;
+	leg_w(VIRTIO_PCI_LEGACY_QUEUE_PFN, 4, base / 4096);
+	*qsize = size;
+	return base;
+}
+
+START_TEST(test_2_2_3_transitional_device_must_detect_legacy_driver_by_version_1)
+{
+	uint16_t size;
+	uint32_t id, len;
+
+	/* A driver on the modern interface that does not acknowledge
+	 * VERSION_1 is not taken for a legacy one: FEATURES_OK fails. */
+	cc_w(VIRTIO_PCI_COMMON_STATUS, 1, 0);
+	cc_w(VIRTIO_PCI_COMMON_STATUS, 1, VIRTIO_STATUS_ACKNOWLEDGE);
+	cc_w(VIRTIO_PCI_COMMON_STATUS, 1,
+	     VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER);
+	cc_w(VIRTIO_PCI_COMMON_GFSELECT, 4, 1);
+	cc_w(VIRTIO_PCI_COMMON_GF, 4, 0);
+	cc_w(VIRTIO_PCI_COMMON_STATUS, 1,
+	     VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER |
+		     VIRTIO_STATUS_FEATURES_OK);
+	ck_assert(!(cc_r(VIRTIO_PCI_COMMON_STATUS, 1) &
+		    VIRTIO_STATUS_FEATURES_OK));
+	ck_assert(!dev()->legacy);
+	/* A driver that never acknowledges VERSION_1 (it cannot even see
+	 * it) through the legacy header is a legacy driver: the device runs
+	 * the legacy interface for it, and serves it. */
+	legacy_driver_init(&size);
+	ck_assert(dev()->legacy);
+	ck_assert(!virtio_has_feature(dev(), VIRTIO_F_VERSION_1));
+	add_writable(16);
+	leg_w(VIRTIO_PCI_LEGACY_QUEUE_NOTIFY, 2, 0);
+	virtio_device_sync(dev());
+	ck_assert_int_eq(vtd_vq_get_used(&vq, &id, &len), 1);
+	ck_assert_uint_eq(len, 16);
+}
+END_TEST
+
+START_TEST(test_2_7_2_legacy_device_must_use_legacy_virtqueue_layout)
+{
+	uint16_t size;
+	uint64_t base, avail_end, used;
+	uint32_t id, len;
+	uint8_t *pad;
+
+	leg_w(VIRTIO_PCI_LEGACY_STATUS, 1, 0);
+	leg_w(VIRTIO_PCI_LEGACY_STATUS, 1, VIRTIO_STATUS_ACKNOWLEDGE);
+	leg_w(VIRTIO_PCI_LEGACY_STATUS, 1,
+	      VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER);
+	leg_w(VIRTIO_PCI_LEGACY_GUEST_FEATURES, 4, 0);
+	base = legacy_queue0(&size);
+	leg_w(VIRTIO_PCI_LEGACY_STATUS, 1,
+	      VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER |
+		      VIRTIO_STATUS_DRIVER_OK);
+	/* desc[size], then avail, then padding up to Queue Align (4096),
+	 * then used. */
+	avail_end = base + 16ull * size + 6 + 2ull * size;
+	used = (avail_end + 4095) & ~4095ull;
+	ck_assert_uint_eq(dev()->queues[0].desc_addr, base);
+	ck_assert_uint_eq(dev()->queues[0].driver_addr, base + 16ull * size);
+	ck_assert_uint_eq(dev()->queues[0].device_addr, used);
+	/* Fill the padding: the device must not take it for its ring. */
+	pad = vtd_ptr(&drv, avail_end, used - avail_end);
+	ck_assert_ptr_nonnull(pad);
+	memset(pad, 0xA5, used - avail_end);
+	add_writable(24);
+	leg_w(VIRTIO_PCI_LEGACY_QUEUE_NOTIFY, 2, 0);
+	virtio_device_sync(dev());
+	/* The used element went to used->ring[0] at the aligned address. */
+	ck_assert_uint_eq(*(uint16_t *)vtd_ptr(&drv, used + 2, 2), 1);
+	ck_assert_int_eq(vtd_vq_get_used(&vq, &id, &len), 1);
+	ck_assert_uint_eq(len, 24);
+	for (uint64_t i = 0; i < used - avail_end; i++)
+		ck_assert_uint_eq(pad[i], 0xA5);
+}
+END_TEST
+
+START_TEST(test_3_1_2_transitional_device_must_support_config_write_before_features)
+{
+	uint16_t size;
+	uint32_t id, len;
+	unsigned cfg = VIRTIO_PCI_LEGACY_CONFIG;
+
+	/* Step 4 is reading and writing the features; the driver writes a
+	 * (writable) config field before it. */
+	leg_w(VIRTIO_PCI_LEGACY_STATUS, 1, 0);
+	leg_w(cfg + 10, 1, 0x3C);
+	leg_w(VIRTIO_PCI_LEGACY_STATUS, 1, VIRTIO_STATUS_ACKNOWLEDGE);
+	leg_w(VIRTIO_PCI_LEGACY_STATUS, 1,
+	      VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER);
+	leg_w(cfg + 12, 4, 0x11223344u);
+	ck_assert_uint_eq(leg_r(cfg + 10, 1), 0x3C);
+	ck_assert_uint_eq(leg_r(cfg + 12, 4), 0x11223344u);
+	ck_assert_uint_eq(echo.config[10], 0x3C);
+	/* The rest of the initialisation works as usual. */
+	leg_w(VIRTIO_PCI_LEGACY_GUEST_FEATURES, 4,
+	      leg_r(VIRTIO_PCI_LEGACY_HOST_FEATURES, 4) &
+		      ~VIRTIO_BIT(VIRTIO_F_EVENT_IDX));
+	legacy_queue0(&size);
+	leg_w(VIRTIO_PCI_LEGACY_STATUS, 1,
+	      VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER |
+		      VIRTIO_STATUS_DRIVER_OK);
+	ck_assert(!(leg_r(VIRTIO_PCI_LEGACY_STATUS, 1) &
+		    VIRTIO_STATUS_DEVICE_NEEDS_RESET));
+	add_writable(8);
+	leg_w(VIRTIO_PCI_LEGACY_QUEUE_NOTIFY, 2, 0);
+	virtio_device_sync(dev());
+	ck_assert_int_eq(vtd_vq_get_used(&vq, &id, &len), 1);
+	ck_assert_uint_eq(echo.config[10], 0x3C);
+}
+END_TEST
+
+START_TEST(test_3_1_2_transitional_device_must_support_use_before_driver_ok)
+{
+	uint16_t size;
+	uint32_t id, len;
+	uint64_t gpa;
+
+	leg_w(VIRTIO_PCI_LEGACY_STATUS, 1, 0);
+	leg_w(VIRTIO_PCI_LEGACY_STATUS, 1, VIRTIO_STATUS_ACKNOWLEDGE);
+	leg_w(VIRTIO_PCI_LEGACY_STATUS, 1,
+	      VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER);
+	leg_w(VIRTIO_PCI_LEGACY_GUEST_FEATURES, 4,
+	      VIRTIO_BIT(VIRTIO_F_INDIRECT_DESC));
+	legacy_queue0(&size);
+	/* Steps 4, 7 and 8 conflated: the driver uses the queue with
+	 * DRIVER_OK still clear. */
+	gpa = add_writable(32);
+	leg_w(VIRTIO_PCI_LEGACY_QUEUE_NOTIFY, 2, 0);
+	virtio_device_sync(dev());
+	ck_assert(!(leg_r(VIRTIO_PCI_LEGACY_STATUS, 1) &
+		    VIRTIO_STATUS_DRIVER_OK));
+	ck_assert_int_eq(vtd_vq_get_used(&vq, &id, &len), 1);
+	ck_assert_uint_eq(len, 32);
+	ck_assert_uint_eq(*(uint8_t *)vtd_ptr(&drv, gpa, 1), 0xEE);
+	/* ... and is told about it (INTx, ISR queue bit). */
+	ck_assert_int_eq(intx_level, 1);
+	ck_assert_uint_eq(leg_r(VIRTIO_PCI_LEGACY_ISR, 1), VIRTIO_PCI_ISR_QUEUE);
+	/* The features were final at that first use. */
+	leg_w(VIRTIO_PCI_LEGACY_GUEST_FEATURES, 4, 0);
+	ck_assert_uint_eq(leg_r(VIRTIO_PCI_LEGACY_GUEST_FEATURES, 4),
+			  VIRTIO_BIT(VIRTIO_F_INDIRECT_DESC));
+	/* DRIVER_OK later changes nothing for the running queue. */
+	leg_w(VIRTIO_PCI_LEGACY_STATUS, 1,
+	      VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER |
+		      VIRTIO_STATUS_DRIVER_OK);
+	add_writable(4);
+	leg_w(VIRTIO_PCI_LEGACY_QUEUE_NOTIFY, 2, 0);
+	virtio_device_sync(dev());
+	ck_assert_int_eq(vtd_vq_get_used(&vq, &id, &len), 1);
+	ck_assert_uint_eq(len, 4);
+	ck_assert_uint_eq(echo.activations, 1);
+}
+END_TEST
+
+START_TEST(test_3_1_2_modern_device_still_waits_for_driver_ok)
+{
+	uint32_t id, len;
+
+	/* The exception is the legacy interface's only: a modern driver's
+	 * buffers wait for DRIVER_OK (§2.1.2). */
+	modern_negotiate(F_V1);
+	modern_queue(0, 8, VIRTIO_NO_VECTOR);
+	add_writable(8);
+	modern_kick(0);
+	ck_assert_int_eq(vtd_vq_get_used(&vq, &id, &len), 0);
+	driver_ok();
+	ck_assert_int_eq(vtd_vq_get_used(&vq, &id, &len), 1);
+}
+END_TEST
+
+START_TEST(test_6_2_device_must_offer_version_1_and_not_sr_iov)
+{
+	uint32_t hi;
+
+	cc_w(VIRTIO_PCI_COMMON_DFSELECT, 4, 1);
+	hi = (uint32_t)cc_r(VIRTIO_PCI_COMMON_DF, 4);
+	/* VERSION_1 is bit 32. */
+	ck_assert_uint_eq(hi & 1, 1);
+	/* No SR-IOV capability, so no VIRTIO_F_SR_IOV (bit 37); and no
+	 * IN_ORDER (35), whose requirements therefore never apply. */
+	ck_assert_uint_eq(hi >> (37 - 32) & 1, 0);
+	ck_assert_uint_eq(hi >> (VIRTIO_F_IN_ORDER - 32) & 1, 0);
+	for (unsigned c = cfg_r(PCI_CAPABILITY_LIST, 1); c; c = cfg_r(c + 1, 1))
+		ck_assert_uint_ne(cfg_r(c, 1), 0x10); /* PCIe (SR-IOV is
+							  an extended cap) */
+	ck_assert_uint_eq(cfg_r(0x100, 4), 0);
+}
+END_TEST
+
 static Suite *virtio_pci_suite(void)
 {
 	Suite *s = suite_create("virtio_pci");
@@ -1169,6 +1378,7 @@ static Suite *virtio_pci_suite(void)
 	tcase_add_test(tr, test_4_1_5_3_1_device_must_not_interrupt_queue_with_no_vector);
 	tcase_add_test(tr, test_4_1_5_msix_masked_vector_is_delivered_on_unmask);
 	tcase_add_test(tr, test_modern_device_refuses_no_transitional_id);
+	tcase_add_test(tr, test_6_2_device_must_offer_version_1_and_not_sr_iov);
 	suite_add_tcase(s, tr);
 
 	tcase_add_checked_fixture(te, setup_echo, teardown);
@@ -1192,17 +1402,22 @@ static Suite *virtio_pci_suite(void)
 	tcase_add_test(tt, test_4_1_4_10_transitional_device_must_present_legacy_interface_in_bar0);
 	tcase_add_test(tt, test_4_1_4_10_transitional_device_also_works_for_a_modern_driver);
 	tcase_add_test(tt, test_4_1_4_10_legacy_must_assume_features_32_63_not_acknowledged);
+	tcase_add_test(tt, test_2_2_3_transitional_device_must_detect_legacy_driver_by_version_1);
 	suite_add_tcase(s, tt);
 
 	tcase_add_checked_fixture(tte, setup_trans_echo, teardown);
 	tcase_set_timeout(tte, 30);
 	tcase_add_test(tte, test_4_1_4_10_legacy_device_config_follows_header);
 	tcase_add_test(tte, test_4_1_4_10_legacy_device_config_any_width_same_result);
+	tcase_add_test(tte, test_3_1_2_transitional_device_must_support_config_write_before_features);
+	tcase_add_test(tte, test_3_1_2_transitional_device_must_support_use_before_driver_ok);
+	tcase_add_test(tte, test_3_1_2_modern_device_still_waits_for_driver_ok);
 	suite_add_tcase(s, tte);
 
 	tcase_add_checked_fixture(tl, setup_legacy_rng, teardown);
 	tcase_set_timeout(tl, 30);
 	tcase_add_test(tl, test_4_1_5_1_1_1_legacy_device_has_no_virtio_capabilities);
+	tcase_add_test(tl, test_2_7_2_legacy_device_must_use_legacy_virtqueue_layout);
 	suite_add_tcase(s, tl);
 	return s;
 }

@@ -278,6 +278,42 @@ int disk_open(const char *path, const struct disk_options *opts,
 			       why_len);
 }
 
+int disk_open_queue(struct disk *disk, struct disk **out)
+{
+	struct disk *q;
+	int err;
+
+	*out = NULL;
+	if (disk->parent)
+		disk = disk->parent;
+	q = calloc(1, sizeof(*q));
+	if (!q)
+		return -ENOMEM;
+	/* The image (fd, backend state, geometry) is shared; the engine
+	 * is this handle's own. */
+	q->ops = disk->ops;
+	q->priv = disk->priv;
+	q->parent = disk;
+	q->fd = disk->fd;
+	q->size = disk->size;
+	q->read_only = disk->read_only;
+	q->direct = disk->direct;
+	q->is_blockdev = disk->is_blockdev;
+	q->probed_raw = disk->probed_raw;
+	q->logical_block = disk->logical_block;
+	q->physical_block = disk->physical_block;
+	q->discard_granularity = disk->discard_granularity;
+	q->event_fd = -1;
+	err = disk_engine_init(q, disk->uring_ok ? DISK_AIO_AUTO
+						 : DISK_AIO_THREADS);
+	if (err) {
+		free(q);
+		return err;
+	}
+	*out = q;
+	return 0;
+}
+
 int disk_close(struct disk *disk)
 {
 	int err = 0;
@@ -285,6 +321,11 @@ int disk_close(struct disk *disk)
 	if (!disk)
 		return 0;
 	disk_drain(disk);
+	if (disk->parent) {
+		disk_engine_destroy(disk);
+		free(disk);
+		return 0;
+	}
 	if (!disk->read_only) {
 		struct disk_request req = { .disk = disk, .op = DISK_OP_FLUSH };
 
@@ -400,13 +441,8 @@ int disk_engine_init(struct disk *disk, enum disk_aio aio)
 		/* else: ENOSYS (no io_uring), EPERM (seccomp, sysctl):
 		 * carry on with the thread pool. */
 	}
-	for (unsigned i = 0; i < DISK_POOL_THREADS; i++) {
-		err = -pthread_create(&disk->pool_threads[i], NULL,
-				      pool_worker, disk);
-		if (err)
-			goto fail;
-		disk->nr_pool_threads++;
-	}
+	/* The pool threads start with the first request that needs them
+	 * (an io_uring raw disk may never need them). */
 	return 0;
 
 fail:
@@ -432,8 +468,20 @@ void disk_engine_destroy(struct disk *disk)
 	disk->event_fd = -1;
 }
 
-static void pool_enqueue(struct disk *disk, struct disk_request *req)
+static int pool_enqueue(struct disk *disk, struct disk_request *req)
 {
+	while (disk->nr_pool_threads < DISK_POOL_THREADS) {
+		int err = pthread_create(
+			&disk->pool_threads[disk->nr_pool_threads], NULL,
+			pool_worker, disk);
+
+		if (err) {
+			if (!disk->nr_pool_threads)
+				return -err;
+			break; /* fewer threads will do */
+		}
+		disk->nr_pool_threads++;
+	}
 	req->next = NULL;
 	pthread_mutex_lock(&disk->pool_lock);
 	if (disk->pool_tail)
@@ -443,6 +491,7 @@ static void pool_enqueue(struct disk *disk, struct disk_request *req)
 	disk->pool_tail = req;
 	pthread_cond_signal(&disk->pool_cond);
 	pthread_mutex_unlock(&disk->pool_lock);
+	return 0;
 }
 
 static bool range_ok(const struct disk *disk, uint64_t offset, uint64_t len)
@@ -504,8 +553,12 @@ static int submit(struct disk *disk, enum disk_op op, uint64_t offset,
 			return err;
 		}
 	}
-	pool_enqueue(disk, req);
-	return 0;
+	err = pool_enqueue(disk, req);
+	if (err) {
+		disk->inflight--;
+		free(req);
+	}
+	return err;
 }
 
 int disk_submit_readv(struct disk *disk, uint64_t offset,

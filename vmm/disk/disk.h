@@ -10,7 +10,7 @@
  * locking between submission and completion.
  *
  * Threading: one thread at a time drives a disk (submits and processes
- * completions).  Internally raw images use io_uring (liburing) when the
+ * completions); disk_open_queue() gives further threads their own handle.  Internally raw images use io_uring (liburing) when the
  * kernel allows it and a small thread pool otherwise (io_uring_queue_init
  * failing with ENOSYS/EPERM, e.g. under a seccomp policy or with
  * kernel.io_uring_disabled); qcow2 images run each request on the pool
@@ -67,9 +67,18 @@ struct disk;
 int disk_open(const char *path, const struct disk_options *opts,
 	      struct disk **out, char *why, size_t why_len);
 /* Wait for in-flight requests (running their callbacks), flush, and for a
- * writable qcow2 image clear the dirty bit; then close.  Returns 0 or the
+ * writable qcow2 image clear the dirty bit; then close.  (A queue handle
+ * from disk_open_queue() is only drained and freed.)  Returns 0 or the
  * first error of that final flush. */
 int disk_close(struct disk *disk);
+
+/* Another handle on the open image |disk|, with its own aio engine
+ * (io_uring ring, completion eventfd, thread pool), so that a second
+ * thread can drive it (one per virtqueue of a multiqueue device) while
+ * the first drives |disk|.  Both see the same image: a flush on either
+ * makes every completed write durable.  Close it with disk_close()
+ * before |disk|; that only drains it (no flush, the image stays open). */
+int disk_open_queue(struct disk *disk, struct disk **out);
 
 /* Guest-visible size in bytes. */
 uint64_t disk_size(const struct disk *disk);

@@ -48,6 +48,7 @@ struct disk_backend_ops {
 struct disk {
 	const struct disk_backend_ops *ops;
 	void *priv;                 /* backend state (qcow2) */
+	struct disk *parent;        /* a queue handle (disk_open_queue) */
 	char *path;
 	int fd;
 	uint64_t size;

@@ -519,6 +519,28 @@ static enum entry_kind entry_kind(const struct qcow2 *q, uint64_t e)
 	return (e & L2E_OFFSET_MASK) ? E_NORMAL : E_UNALLOCATED;
 }
 
+static bool overlaps(uint64_t a, uint64_t alen, uint64_t b, uint64_t blen)
+{
+	return a < b + blen && b < a + alen;
+}
+
+/* Can |host| be a data cluster?  Aligned, inside what the image has
+ * allocated, and not the header, L1 table or refcount table (a corrupt
+ * L2 entry must not make a guest write land on metadata). */
+static bool data_cluster_ok(const struct qcow2 *q, uint64_t host)
+{
+	if (host & (q->cluster_size - 1))
+		return false;
+	if (host < q->cluster_size || (host >> q->cluster_bits) >= q->next_free)
+		return false;
+	if (overlaps(host, q->cluster_size, q->l1_offset,
+		     (uint64_t)q->l1_size * 8) ||
+	    overlaps(host, q->cluster_size, q->rt_offset,
+		     (uint64_t)q->rt_clusters * q->cluster_size))
+		return false;
+	return true;
+}
+
 static int l2_lookup(struct qcow2 *q, uint64_t vaddr, uint64_t *entry)
 {
 	uint64_t l1i = vaddr >> (q->cluster_bits * 2 - 3);
@@ -538,8 +560,8 @@ static int l2_lookup(struct qcow2 *q, uint64_t vaddr, uint64_t *entry)
 		return err;
 	*entry = rd64(tbl + l2i * 8);
 	if (entry_kind(q, *entry) == E_NORMAL &&
-	    ((*entry & L2E_OFFSET_MASK) & (q->cluster_size - 1)))
-		return -EIO; /* unaligned data cluster: corrupt image */
+	    !data_cluster_ok(q, *entry & L2E_OFFSET_MASK))
+		return -EIO; /* corrupt image: never read or write there */
 	return 0;
 }
 

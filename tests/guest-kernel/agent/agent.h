@@ -57,4 +57,48 @@ void kite_diag(const char *fmt, ...) __printf(1, 2);
 #include "cases.def"
 #undef KITE_CASE
 
+/* ---- helpers for the device cases (helpers.c) ----------------------------- */
+
+struct device;
+struct file;
+struct virtio_device;
+
+/*
+ * The byte stream both sides of a data test compute from a 32-bit seed:
+ * xorshift32 (x ^= x << 13; x ^= x >> 17; x ^= x << 5), each step giving
+ * its top byte; seed 0 stands for 0x9e3779b9.  tests/guest-kernel/host.py
+ * implements the same.
+ */
+struct kite_pattern {
+	u32 x;
+};
+void kite_pattern_init(struct kite_pattern *p, u32 seed);
+u8 kite_pattern_next(struct kite_pattern *p);
+void kite_pattern_fill(void *buf, size_t len, u32 seed);
+
+/* Parse "START+COUNT" (@seed NULL) or "START+COUNT:SEED"; COUNT > 0. */
+int kite_parse_range(const char *s, u64 *start, u64 *count, u32 *seed);
+
+/* The bound driver's name, or "none". */
+const char *kite_dev_driver(struct device *dev);
+
+/*
+ * Call @fn for every virtio device (under a PCI function or a platform
+ * device); a nonzero return stops the walk and is returned.
+ */
+int kite_virtio_for_each(int (*fn)(struct virtio_device *vdev, void *data),
+			 void *data);
+
+/* Open character device @devt through a node /kite-NAME made on rootfs. */
+struct file *kite_open_chrdev(const char *name, dev_t devt, int flags);
+
+/*
+ * Run @fn in a kernel thread that has a user address space with @len
+ * bytes mapped at @ubuf, for file operations that copy to or from user
+ * memory only.  Waits up to @timeout_ms; on -ETIMEDOUT the thread still
+ * owns @ctx, so the caller must leave it allocated.
+ */
+int kite_user_io(int (*fn)(void *ctx, void __user *ubuf, size_t len),
+		 void *ctx, size_t len, unsigned int timeout_ms);
+
 #endif /* KITE_AGENT_H */

@@ -1,0 +1,101 @@
+/* arch/x86/e820: inserting reserved windows (the PCI ECAM window) into the
+ * memory map derived from guest RAM. */
+#include <errno.h>
+#include <stdint.h>
+
+#include "arch/x86/e820.h"
+#include "tests/unit/unit.h"
+
+#define MiB (1ULL << 20)
+#define GiB (1ULL << 30)
+
+static const struct e820_entry base[] = {
+	{ 0, 0x9FC00, E820_TYPE_RAM },
+	{ 0x9FC00, 0x100000 - 0x9FC00, E820_TYPE_RESERVED },
+	{ 0x100000, 2 * GiB - 0x100000, E820_TYPE_RAM },
+	{ 4 * GiB, 1 * GiB, E820_TYPE_RAM },
+};
+
+static void load(struct e820_entry *map, unsigned *nr)
+{
+	for (unsigned i = 0; i < 4; i++)
+		map[i] = base[i];
+	*nr = 4;
+}
+
+START_TEST(reserved_window_goes_in_address_order)
+{
+	struct e820_entry map[8];
+	unsigned nr;
+
+	load(map, &nr);
+	ck_assert_int_eq(e820_insert_reserved(map, 8, &nr, 0xE0000000ULL,
+					      256 * MiB), 0);
+	ck_assert_uint_eq(nr, 5);
+	ck_assert_uint_eq(map[3].addr, 0xE0000000ULL);
+	ck_assert_uint_eq(map[3].size, 256 * MiB);
+	ck_assert_uint_eq(map[3].type, E820_TYPE_RESERVED);
+	/* The RAM above 4 GiB moved one slot up, unchanged. */
+	ck_assert_uint_eq(map[4].addr, 4 * GiB);
+	ck_assert_uint_eq(map[4].type, E820_TYPE_RAM);
+	for (unsigned i = 1; i < nr; i++)
+		ck_assert_uint_ge(map[i].addr, map[i - 1].addr + map[i - 1].size);
+}
+END_TEST
+
+START_TEST(reserved_window_at_the_end)
+{
+	struct e820_entry map[8];
+	unsigned nr;
+
+	load(map, &nr);
+	ck_assert_int_eq(e820_insert_reserved(map, 8, &nr, 8 * GiB, 4096), 0);
+	ck_assert_uint_eq(nr, 5);
+	ck_assert_uint_eq(map[4].addr, 8 * GiB);
+}
+END_TEST
+
+START_TEST(reserved_window_over_ram_is_refused)
+{
+	struct e820_entry map[8];
+	unsigned nr;
+
+	load(map, &nr);
+	ck_assert_int_eq(e820_insert_reserved(map, 8, &nr, GiB, 4096), -EINVAL);
+	ck_assert_int_eq(e820_insert_reserved(map, 8, &nr, 4 * GiB - 4096,
+					      8192), -EINVAL);
+	ck_assert_uint_eq(nr, 4);
+	ck_assert_uint_eq(map[3].addr, 4 * GiB);
+}
+END_TEST
+
+START_TEST(reserved_window_empty_wrapping_or_no_room)
+{
+	struct e820_entry map[4];
+	unsigned nr;
+
+	load(map, &nr);
+	ck_assert_int_eq(e820_insert_reserved(map, 4, &nr, 0xE0000000ULL, 0),
+			 -EINVAL);
+	ck_assert_int_eq(e820_insert_reserved(map, 4, &nr, UINT64_MAX - 10,
+					      4096), -EINVAL);
+	ck_assert_int_eq(e820_insert_reserved(map, 4, &nr, 0xE0000000ULL,
+					      4096), -ENOSPC);
+	ck_assert_uint_eq(nr, 4);
+}
+END_TEST
+
+static Suite *e820_suite(void)
+{
+	Suite *s = suite_create("e820");
+	TCase *tc = tcase_create("reserved");
+
+	tcase_add_test(tc, reserved_window_goes_in_address_order);
+	tcase_add_test(tc, reserved_window_at_the_end);
+	tcase_add_test(tc, reserved_window_over_ram_is_refused);
+	tcase_add_test(tc, reserved_window_empty_wrapping_or_no_room);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+UNIT_MAIN(e820_suite)
