@@ -7,6 +7,8 @@
 #                      stock Debian kernel, and the test kernel with the
 #                      in-kernel agent once per virtio transport
 #   make bench         benchmarks; prints figures, asserts nothing
+#   make bench-linux   time to /init of the stock kernels (10+ min each on PVM)
+#   make initramfs     an initramfs for the newest installed stock kernel
 #   make install       binary and man pages under $(PREFIX)
 
 ifeq ($(wildcard config.mk),)

@@ -185,11 +185,13 @@ static void legacy_set_pfn(struct virtio_mmio *m, uint32_t pfn)
 	struct virtio_device *dev = m->dev;
 	unsigned qidx = m->queue_sel;
 	struct virtq *q = selected_queue(m);
-	uint64_t page = m->guest_page_size, align = m->queue_align[qidx];
+	uint64_t page = m->guest_page_size, align;
 	uint64_t avail_end;
 
+	/* QueueSel is the guest's: index nothing before it is checked. */
 	if (!q)
 		return;
+	align = m->queue_align[qidx];
 	if (pfn == 0) {
 		virtio_queue_disable(dev, qidx);
 		m->queue_pfn[qidx] = 0;

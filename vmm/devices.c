@@ -511,8 +511,12 @@ int devices_setup(struct vm *vm, char *err, size_t errlen)
 		snprintf(in->name, sizeof(in->name), "%s%u", dc->kind->name, n);
 		rc = dc->kind->create(dc, &vm->mem, in->name, &in->vdev, err,
 				      errlen);
-		if (rc)
+		if (rc) {
+			/* What a device is built from is the user's (an
+			 * image, a socket path): exit status 2, not 4. */
+			vm->bad_input = rc != -ENOMEM;
 			return rc;
+		}
 		d->nr = i + 1;
 		/* --console virtio: port 0 of the first console device is
 		 * the VM's console (before the transport reads features). */

@@ -290,6 +290,10 @@ static int setup_firmware(struct vm *vm, uint64_t *rsdp, char *err,
 	}
 
 	acpi_platform_defaults(&ap, vm->cfg->nr_vcpus);
+	/* Port 0x64 only takes the reset command (platform.c): there is no
+	 * PS/2 controller to describe, and without the FADT's 8042 flag Linux
+	 * does not probe for one (a failed probe costs seconds emulated). */
+	ap.i8042 = false;
 	/* PCI0 + MCFG + _PRT (the host bridge always exists) and the
 	 * virtio-mmio devices (LNRO0005). */
 	devices_describe(vm, &ap);

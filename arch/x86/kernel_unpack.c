@@ -69,6 +69,7 @@ struct outbuf {
 	uint8_t *data;
 	size_t len;
 	size_t cap;
+	size_t in_used; /* input bytes the stream took (gzip, xz, lzma, zstd) */
 };
 
 static int outbuf_reserve(struct outbuf *o, size_t room)
@@ -133,8 +134,10 @@ static int unpack_gzip(const uint8_t *in, size_t len, struct outbuf *o,
 		zs.avail_out = chunk;
 		zr = inflate(&zs, Z_NO_FLUSH);
 		o->len += chunk - zs.avail_out;
-		if (zr == Z_STREAM_END)
+		if (zr == Z_STREAM_END) {
+			o->in_used = len - zs.avail_in;
 			break;
+		}
 		if (zr == Z_OK || (zr == Z_BUF_ERROR && zs.avail_out == 0))
 			continue;
 		if (zr == Z_BUF_ERROR) {
@@ -179,8 +182,10 @@ static int unpack_liblzma(const uint8_t *in, size_t len, bool xz,
 		s.avail_out = room;
 		lr = lzma_code(&s, LZMA_FINISH);
 		o->len += room - s.avail_out;
-		if (lr == LZMA_STREAM_END)
+		if (lr == LZMA_STREAM_END) {
+			o->in_used = len - s.avail_in;
 			break;
+		}
 		if (lr == LZMA_OK || (lr == LZMA_BUF_ERROR && s.avail_out == 0))
 			continue;
 		if (lr == LZMA_BUF_ERROR) {
@@ -230,8 +235,11 @@ static int unpack_zstd(const uint8_t *in, size_t len, struct outbuf *o,
 			rc = -ENOEXEC;
 			break;
 		}
-		if (zr == 0)
-			break; /* first frame complete; the size word follows */
+		if (zr == 0) {
+			/* first frame complete; the size word follows */
+			o->in_used = ib.pos;
+			break;
+		}
 		if (ib.pos == ib.size && ob.pos < ob.size) {
 			snprintf(err, errlen, "zstd: truncated data");
 			rc = -ENOEXEC;
@@ -307,7 +315,7 @@ int kernel_unpack(const uint8_t *in, size_t len, uint8_t **out,
 		  char *err, size_t errlen)
 {
 	enum kernel_compression comp = kernel_compression_detect(in, len);
-	struct outbuf o = { NULL, 0, 0 };
+	struct outbuf o = { NULL, 0, 0, 0 };
 	int rc;
 
 	if (comp_out)
@@ -614,4 +622,153 @@ int kernel_unpack_cached(const uint8_t *in, size_t len, const char *cache_dir,
 		cache_evict(cache_dir);
 	}
 	return rc;
+}
+
+/* ---- initramfs --------------------------------------------------------- */
+
+static bool hex8(const uint8_t *p, uint32_t *v)
+{
+	*v = 0;
+	for (unsigned i = 0; i < 8; i++) {
+		unsigned d;
+
+		if (p[i] >= '0' && p[i] <= '9')
+			d = p[i] - '0';
+		else if (p[i] >= 'a' && p[i] <= 'f')
+			d = p[i] - 'a' + 10;
+		else if (p[i] >= 'A' && p[i] <= 'F')
+			d = p[i] - 'A' + 10;
+		else
+			return false;
+		*v = *v << 4 | d;
+	}
+	return true;
+}
+
+static bool is_newc(const uint8_t *p, size_t len)
+{
+	return len >= 6 && (memcmp(p, "070701", 6) == 0 ||
+			    memcmp(p, "070702", 6) == 0);
+}
+
+#define ALIGN4(x) (((x) + 3) & ~(size_t)3)
+
+/* Length of the newc cpio archive at |in| up to and including its
+ * "TRAILER!!!" entry and padding; 0 if it is not a whole archive.  Header
+ * layout (110 bytes, 8 hex digits per field): c_filesize at 54, c_namesize
+ * at 94; name and data each padded to 4 bytes. */
+static size_t cpio_archive_len(const uint8_t *in, size_t len)
+{
+	size_t p = 0;
+
+	for (;;) {
+		uint32_t namesize, filesize;
+		size_t body;
+		bool trailer;
+
+		if (len - p < 110 || !is_newc(in + p, len - p) ||
+		    !hex8(in + p + 54, &filesize) || !hex8(in + p + 94, &namesize))
+			return 0;
+		if (namesize == 0 || namesize > len - p - 110)
+			return 0;
+		trailer = namesize == 11 &&
+			  memcmp(in + p + 110, "TRAILER!!!", 11) == 0;
+		body = ALIGN4(p + 110 + namesize);
+		if (body > len || filesize > len - body)
+			return 0;
+		p = ALIGN4(body + filesize);
+		if (trailer)
+			return p < len ? p : len;
+		if (p >= len)
+			return 0;
+	}
+}
+
+static int outbuf_append(struct outbuf *o, const uint8_t *p, size_t n)
+{
+	int rc = outbuf_reserve(o, n);
+
+	if (rc)
+		return rc;
+	if (o->cap - o->len < n)
+		return -EFBIG;
+	memcpy(o->data + o->len, p, n);
+	o->len += n;
+	return 0;
+}
+
+int initrd_unpack(const uint8_t *in, size_t len, uint8_t **out,
+		  size_t *out_len, char *err, size_t errlen)
+{
+	static const uint8_t zeros[4];
+	struct outbuf o = { NULL, 0, 0, 0 };
+	bool unpacked = false;
+	size_t p = 0;
+	int rc = 0;
+
+	while (p < len && !rc) {
+		enum kernel_compression comp;
+		struct outbuf seg = { NULL, 0, 0, 0 };
+		size_t n;
+
+		if (in[p] == 0) { /* padding between segments */
+			p++;
+			continue;
+		}
+		/* Each archive starts 4-aligned, as the kernel wants. */
+		rc = outbuf_append(&o, zeros, (4 - o.len % 4) % 4);
+		if (rc)
+			break;
+		if (is_newc(in + p, len - p)) {
+			n = cpio_archive_len(in + p, len - p);
+			if (!n) {
+				snprintf(err, errlen, "initrd: broken cpio archive at byte %zu", p);
+				rc = -ENOEXEC;
+				break;
+			}
+			rc = outbuf_append(&o, in + p, n);
+			p += n;
+			continue;
+		}
+		comp = kernel_compression_detect(in + p, len - p);
+		switch (comp) {
+		case KERNEL_COMP_GZIP:
+			rc = unpack_gzip(in + p, len - p, &seg, err, errlen);
+			break;
+		case KERNEL_COMP_XZ:
+		case KERNEL_COMP_LZMA:
+			rc = unpack_liblzma(in + p, len - p, comp == KERNEL_COMP_XZ,
+					    &seg, err, errlen);
+			break;
+		case KERNEL_COMP_ZSTD:
+			rc = unpack_zstd(in + p, len - p, &seg, err, errlen);
+			break;
+		default:
+			snprintf(err, errlen, "initrd: %s data at byte %zu left to the guest",
+				 kernel_compression_name(comp), p);
+			rc = -ENOTSUP;
+			break;
+		}
+		if (!rc && (seg.in_used == 0 || seg.in_used > len - p)) {
+			snprintf(err, errlen, "initrd: %s stream at byte %zu has no end",
+				 kernel_compression_name(comp), p);
+			rc = -ENOEXEC;
+		}
+		if (!rc)
+			rc = outbuf_append(&o, seg.data, seg.len);
+		free(seg.data);
+		p += seg.in_used;
+		unpacked = true;
+	}
+	if (!rc && !unpacked) {
+		snprintf(err, errlen, "initrd: nothing compressed");
+		rc = -ENOENT;
+	}
+	if (rc) {
+		free(o.data);
+		return rc;
+	}
+	*out = o.data;
+	*out_len = o.len;
+	return 0;
 }

@@ -48,6 +48,18 @@ int kernel_unpack(const uint8_t *in, size_t len, uint8_t **out,
 		  size_t *out_len, enum kernel_compression *comp,
 		  char *err, size_t errlen);
 
+/* An initramfs as the kernel reads it: newc cpio archives and gzip, xz,
+ * lzma or zstd streams of them, with NUL padding between, in any order
+ * (Debian's initrd.img is an uncompressed microcode archive and a zstd
+ * one).  Decompress every stream here and return the archives back to back
+ * (each 4-aligned) in a malloc'd *out, so that a guest whose kernel code
+ * is emulated only copies them.  Returns 0; -ENOENT when nothing is
+ * compressed and -ENOTSUP for a segment of another kind (give the guest the
+ * file as it is); -ENOEXEC for broken data; -EFBIG past
+ * KERNEL_UNPACK_MAX_SIZE; -ENOMEM.  The reason goes to |err|. */
+int initrd_unpack(const uint8_t *in, size_t len, uint8_t **out,
+		  size_t *out_len, char *err, size_t errlen);
+
 /* How many unpacked kernels the cache keeps (least recently used go). */
 #define KERNEL_CACHE_KEEP 4
 

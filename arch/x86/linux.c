@@ -15,6 +15,7 @@
 
 #include "arch/x86/elf.h"
 #include "arch/x86/kernel_unpack.h"
+#include "arch/x86/loader.h"
 
 _Static_assert(sizeof(struct x86_setup_header) == 0x26C - 0x1F1,
 	       "setup header ends at 0x26C (boot protocol 2.15)");
@@ -262,58 +263,52 @@ static int place_initrd(const struct e820_entry *map, unsigned nr,
 	return 0;
 }
 
+/* Load the initrd file, placed as place_initrd() says.  With |unpack|
+ * (the PVM profile), compressed archives are decompressed here first
+ * (initrd_unpack()), so that a guest whose kernel code is emulated only
+ * copies them; *file_size is the file's size either way. */
 static int load_initrd(const struct guest_memory *mem, const char *path,
-		       const struct e820_entry *map, unsigned nr,
-		       uint64_t kernel_end, uint64_t limit,
-		       uint64_t *gpa, uint64_t *size, char *err, size_t errlen)
+		       bool unpack, const struct e820_entry *map, unsigned nr,
+		       uint64_t kernel_end, uint64_t limit, uint64_t *gpa,
+		       uint64_t *size, uint64_t *file_size, char *err,
+		       size_t errlen)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	struct stat st;
 	uint64_t low = (kernel_end + PAGE_SIZE_4K - 1) & ~(PAGE_SIZE_4K - 1);
-	uint8_t *hva;
-	size_t done = 0;
+	uint8_t *data = NULL, *unpacked = NULL, *hva;
+	size_t len, unpacked_len;
+	char why[160];
 	int rc;
 
-	if (fd < 0) {
-		rc = -errno;
-		snprintf(err, errlen, "initrd '%s': %s", path, strerror(-rc));
-		return rc;
-	}
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		rc = S_ISREG(st.st_mode) ? -errno : -EINVAL;
+	rc = x86_read_file(path, &data, &len);
+	if (rc) {
 		snprintf(err, errlen, "initrd '%s': %s", path,
 			 rc == -EINVAL ? "not a regular file" : strerror(-rc));
-		close(fd);
 		return rc;
 	}
-	rc = place_initrd(map, nr, (uint64_t)st.st_size, low, limit, gpa);
+	*file_size = len;
+	/* Anything initrd_unpack() cannot take goes to the guest as it is;
+	 * the guest kernel then reports what it finds. */
+	if (unpack && initrd_unpack(data, len, &unpacked, &unpacked_len, why,
+				    sizeof(why)) == 0) {
+		free(data);
+		data = unpacked;
+		len = unpacked_len;
+	}
+	rc = place_initrd(map, nr, (uint64_t)len, low, limit, gpa);
 	if (rc == 0)
-		rc = guest_memory_translate(mem, *gpa, (uint64_t)st.st_size,
+		rc = guest_memory_translate(mem, *gpa, (uint64_t)len,
 					    (void **)&hva);
 	if (rc) {
 		snprintf(err, errlen,
-			 "initrd '%s': %" PRIu64 " bytes do not fit in guest RAM "
+			 "initrd '%s': %zu bytes do not fit in guest RAM "
 			 "between the kernel (ends 0x%" PRIx64 ") and 0x%" PRIx64,
-			 path, (uint64_t)st.st_size, low, limit);
-		close(fd);
+			 path, len, low, limit);
+		free(data);
 		return -E2BIG;
 	}
-	while (done < (size_t)st.st_size) {
-		ssize_t r = read(fd, hva + done, (size_t)st.st_size - done);
-
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0) {
-			rc = r < 0 ? -errno : -EIO;
-			snprintf(err, errlen, "initrd '%s': read: %s", path,
-				 r < 0 ? strerror(-rc) : "file shrank");
-			close(fd);
-			return rc;
-		}
-		done += (size_t)r;
-	}
-	close(fd);
-	*size = done;
+	memcpy(hva, data, len);
+	free(data);
+	*size = len;
 	return 0;
 }
 
@@ -692,9 +687,10 @@ int x86_linux_load(struct guest_memory *mem, const struct x86_linux_params *p,
 	if (initrd_limit > GIB4)
 		initrd_limit = GIB4;
 	if (p->initrd_path) {
-		rc = load_initrd(mem, p->initrd_path, l.e820, l.nr_e820,
-				 kernel_end, initrd_limit, &l.initrd_gpa,
-				 &l.initrd_size, err, errlen);
+		rc = load_initrd(mem, p->initrd_path, p->unpack_initrd,
+				 l.e820, l.nr_e820, kernel_end, initrd_limit,
+				 &l.initrd_gpa, &l.initrd_size,
+				 &info->initrd_file_size, err, errlen);
 		if (rc)
 			goto out;
 		info->initrd_start = l.initrd_gpa;

@@ -152,6 +152,8 @@ struct x86_linux_params {
 	/* Where unpacked kernels are cached: NULL means the default
 	 * (kernel_unpack_default_cache_dir()), "" means no cache. */
 	const char *cache_dir;
+	/* Decompress a compressed initramfs on the host (PVM profile). */
+	bool unpack_initrd;
 };
 
 /* What was loaded, for logs and tests.  All fields are filled on success. */
@@ -173,7 +175,8 @@ struct x86_linux_info {
 				      * kernel relocates itself physically */
 	uint64_t entry;              /* guest-physical entry point */
 	uint64_t initrd_start;       /* 0 when no initrd */
-	uint64_t initrd_size;
+	uint64_t initrd_size;        /* as loaded (unpacked when it was) */
+	uint64_t initrd_file_size;   /* the file's size */
 };
 
 /* Parse the setup header of a bzImage held in |img|.  Returns 0, or

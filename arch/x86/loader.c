@@ -100,6 +100,10 @@ static int load_linux(struct guest_memory *mem, const struct vm_config *cfg,
 	if (ctx->pvm_profile) {
 		size_t len = strlen(cfg->cmdline) + strlen(pvm_kernel_params) + 2;
 
+		/* The guest would inflate a compressed initramfs emulated:
+		 * minutes for a few MiB. */
+		p.unpack_initrd = true;
+
 		cmdline = malloc(len);
 		if (!cmdline)
 			return -ENOMEM;
@@ -112,6 +116,11 @@ static int load_linux(struct guest_memory *mem, const struct vm_config *cfg,
 			 info.kernel_version);
 		ctx->kernel_start = info.kernel_start;
 		ctx->kernel_end = info.kernel_end;
+		if (info.initrd_size != info.initrd_file_size)
+			kite_info("initrd '%s': unpacked on the host, %llu -> %llu bytes",
+				  cfg->initrd_path,
+				  (unsigned long long)info.initrd_file_size,
+				  (unsigned long long)info.initrd_size);
 	}
 	if (!rc)
 		kite_info("kernel '%s': Linux %s, %s payload %llu -> %llu bytes%s, unpacked in %.0f ms, loaded at 0x%llx-0x%llx, entry 0x%llx",

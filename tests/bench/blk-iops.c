@@ -11,8 +11,9 @@
  * goes straight to the host file with io_uring at the same queue depth:
  * that is the limit.  Prints IOPS and the ratio; asserts nothing.
  *
- * The host is shared and noisy, so device and host runs alternate
- * ROUNDS times and the best of each is compared.
+ * The host is shared and noisy (other jobs, a virtual disk), so device
+ * and host runs alternate ROUNDS times; each pair gives a ratio, and the
+ * medians of the IOPS and of the pairwise ratios are printed.
  *
  * usage: blk-iops [-f FILE] [-s SIZE_MIB] [-t SECONDS] [-r ROUNDS] [-d|-b]
  *   -d  O_DIRECT only, -b buffered only (default: both)
@@ -40,7 +41,23 @@ static double now(void)
 	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
+#define MAX_ROUNDS 15
+
 static bool use_pool;
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return (x > y) - (x < y);
+}
+
+/* Median of v[0..n) (sorts v). */
+static double median(double *v, unsigned n)
+{
+	qsort(v, n, sizeof(*v), cmp_double);
+	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
 
 static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
 
@@ -261,7 +278,8 @@ static void bench_mode(const char *path, bool direct, uint64_t size,
 		static const unsigned qds[] = { 1, 32 };
 
 		for (int q = 0; q < 2; q++) {
-			double dev = 0, host = 0;
+			double dev[MAX_ROUNDS], host[MAX_ROUNDS],
+				ratio[MAX_ROUNDS];
 
 			/* The host limit with its own fd, as the VMM would
 			 * have it, but without the virtio path. */
@@ -271,18 +289,15 @@ static void bench_mode(const char *path, bool direct, uint64_t size,
 				exit(1);
 			}
 			for (unsigned r = 0; r < rounds; r++) {
-				double d = run_device(w, qds[q], nblocks, secs);
-				double h = run_host(fd, w, qds[q], nblocks, secs,
-						    hbufs);
-
-				if (d > dev)
-					dev = d;
-				if (h > host)
-					host = h;
+				dev[r] = run_device(w, qds[q], nblocks, secs);
+				host[r] = run_host(fd, w, qds[q], nblocks, secs,
+						   hbufs);
+				ratio[r] = host[r] > 0 ? dev[r] / host[r] : 0;
 			}
 			printf("  %-10s %3u %12.0f %12.0f %6.1f%%\n",
-			       w ? "randwrite" : "randread", qds[q], dev, host,
-			       100.0 * dev / host);
+			       w ? "randwrite" : "randread", qds[q],
+			       median(dev, rounds), median(host, rounds),
+			       100.0 * median(ratio, rounds));
 			fflush(stdout);
 			free(hbufs);
 			close(fd);
@@ -300,8 +315,8 @@ int main(int argc, char **argv)
 	const char *path = NULL;
 	char tmpl[] = "/var/tmp/kite-blk-iops-XXXXXX";
 	uint64_t size = 256ull << 20;
-	double secs = 1;
-	unsigned rounds = 3;
+	double secs = 0.5;
+	unsigned rounds = 5;
 	int opt, modes = 3, fd;
 
 	while ((opt = getopt(argc, argv, "f:s:t:r:dbp")) != -1) {
@@ -345,8 +360,10 @@ int main(int argc, char **argv)
 	}
 	if (rounds < 1)
 		rounds = 1;
-	printf("blk-iops: 4 KiB random I/O on %s (%llu MiB), best of %u "
-	       "alternating %.1f s runs\n", path,
+	if (rounds > MAX_ROUNDS)
+		rounds = MAX_ROUNDS;
+	printf("blk-iops: 4 KiB random I/O on %s (%llu MiB), medians of %u "
+	       "alternating %.1f s device/host runs\n", path,
 	       (unsigned long long)(size >> 20), rounds, secs);
 	if (modes & 1)
 		bench_mode(path, false, size, secs, rounds);

@@ -244,7 +244,9 @@ for t in $TRANSPORTS; do
 	# Kite closed the sockets; the peers finish (or are stopped).
 	for p in $peer1 $peer2; do
 		( sleep 10; kill "$p" 2>/dev/null ) &
+		stopper=$!
 		wait "$p" 2>/dev/null
+		kill "$stopper" 2>/dev/null
 	done
 	tr -d '\r' < "$d/serial.log" > "$d/serial.txt"
 	guest_agent=$(sed -n 's/.*kite_agent: started \([0-9.]*\) s after the kernel did.*/\1/p' "$d/serial.txt" | head -n 1)

@@ -154,6 +154,20 @@ expect_status "usermode: exits PASS" $STATUS_PASS
 expect_line "usermode: ran at CPL3" "user: ran with CS=0x33 \\(CPL3\\)"
 expect_line "usermode: checksum of 50M rounds" "user: 50000000 iterations, checksum 0x3b53c061"
 expect_line "usermode: privileged instruction faulted" "user: mov from cr0 raised #GP, as it must at CPL3"
+# KITE_PROFILE: the guest's RIP sampled while it runs, counted at exit
+# (a multiboot payload has no kernel symbols: one unnamed bucket).
+KITE_PROFILE=$WORK/usermode.profile
+export KITE_PROFILE
+run usermode-profile -k "$PAYLOAD_DIR/usermode.elf"
+unset KITE_PROFILE
+expect_status "usermode: exits PASS with KITE_PROFILE set" $STATUS_PASS
+if head -n 1 "$WORK/usermode.profile" 2>/dev/null | grep -Eq '^samples [1-9][0-9]*$' &&
+   grep -Eq '^ +[1-9][0-9]* +[0-9.]+% \[user or unknown\]$' "$WORK/usermode.profile"; then
+	ok "usermode: KITE_PROFILE file counts the samples"
+else
+	not_ok "usermode: KITE_PROFILE file counts the samples" \
+		"$(head -n 3 "$WORK/usermode.profile" 2>&1 | tr '\n' ' ')"
+fi
 # The FAIL path: a payload's failure reaches kite's exit status.
 run usermode-fail -k "$PAYLOAD_DIR/usermode.elf" -p "iterations=junk"
 expect_status "usermode: a bad argument exits FAIL (status $STATUS_FAIL)" $STATUS_FAIL
@@ -221,6 +235,13 @@ expect_stderr "kite: a file that is no kernel is named" "$notkernel"
 run unknown-option -k "$PAYLOAD_DIR/hello.elf" --no-such-option
 expect_status "kite: unknown option exits 2" 2
 expect_stderr "kite: unknown option is named" "no-such-option"
+
+# A disk image that is no qcow2 image although it says so: refused at start.
+badimg="$WORK/bad.qcow2"
+printf 'QFI\373\000\000\000\011garbage' >"$badimg"
+run bad-disk -k "$PAYLOAD_DIR/hello.elf" -d "$badimg"
+expect_status "kite: a corrupt disk image exits 2" 2
+expect_stderr "kite: a corrupt disk image is named" "disk '$badimg'"
 
 # KVM itself missing or unusable: KITE_KVM_DEVICE stands in for /dev/kvm.
 export KITE_KVM_DEVICE="$WORK/no-such-kvm"

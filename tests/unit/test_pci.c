@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <linux/kvm.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
@@ -667,6 +668,59 @@ START_TEST(test_bad_bar_and_slot_arguments)
 }
 END_TEST
 
+/* ---- garbage from the guest ---- */
+
+START_TEST(test_malformed_random_config_and_bar_accesses)
+{
+	static const unsigned sizes[] = { 1, 2, 4, 8 };
+	unsigned seed = 0x9c1u;
+
+	for (int i = 0; i < 30000; i++) {
+		unsigned size = sizes[rand_r(&seed) % 4], k = rand_r(&seed) % 5;
+		uint64_t v = (uint64_t)rand_r(&seed) << 32 | (unsigned)rand_r(&seed);
+		uint64_t out;
+
+		if (rand_r(&seed) % 3 == 0)
+			v = rand_r(&seed) % 2 ? ~0ull : 0;
+		if (k == 0) { /* type-1: the address latch and data port */
+			bus_write(&pio, 0xCF8, 4, 0x80000000u | (v & 0x7FFFFFFF));
+			bus_write(&pio, 0xCFC + rand_r(&seed) % 4, size > 4 ? 4 : size, v);
+			bus_read(&pio, 0xCFC + rand_r(&seed) % 4, size > 4 ? 4 : size, &out);
+		} else if (k <= 2) { /* ECAM, any bus/device/function/offset */
+			uint64_t a = ECAM + ((uint64_t)rand_r(&seed) % (256u << 20));
+
+			if (rand_r(&seed) % 2) /* mostly our function */
+				a = ecam_addr(rand_r(&seed) % 2 ? SLOT : 0,
+					      rand_r(&seed) % 0x1000);
+			bus_write(&mmio, a & ~(uint64_t)(size - 1), size, v);
+			bus_read(&mmio, a & ~(uint64_t)(size - 1), size, &out);
+		} else { /* the windows, wherever the BARs went */
+			uint64_t a = MMIO + (uint64_t)rand_r(&seed) % MMIO_SZ;
+
+			if (rand_r(&seed) % 2)
+				bus_read(&mmio, a, size, &out);
+			else
+				bus_write(&mmio, a, size, v);
+			bus_write(&pio, IO_BASE + rand_r(&seed) % 0xEFF0,
+				  size > 4 ? 4 : size, v);
+		}
+		if (rand_r(&seed) % 50 == 0)
+			pci_msix_notify(&fn, rand_r(&seed) % 6);
+		if (rand_r(&seed) % 50 == 0)
+			pci_intx_set(&fn, rand_r(&seed) % 2);
+	}
+	/* Identity and structure survive. */
+	ck_assert_uint_eq(type1_read(SLOT, PCI_VENDOR_ID, 4), 0x56781234u);
+	ck_assert_uint_eq(type1_read(0, PCI_VENDOR_ID, 2), PCI_HOST_BRIDGE_VENDOR);
+	ck_assert_uint_eq(cfg_read(PCI_CAPABILITY_LIST, 1), msix_cap());
+	ck_assert_uint_eq(cfg_read(msix_cap(), 1), PCI_CAP_ID_MSIX);
+	ck_assert_uint_eq(cfg_read(msix_cap() + 2, 2) & PCI_MSIX_FLAGS_QSIZE, 3);
+	/* BAR sizing still works after all that. */
+	cfg_write(PCI_BAR0 + 8, 4, 0xFFFFFFFFu);
+	ck_assert_uint_eq(cfg_read(PCI_BAR0 + 8, 4) & ~0xFu, 0xFFFF0000u);
+}
+END_TEST
+
 /* ---- on KVM: vmm/irq.c under the host (GSI routes, MSI irqfds, INTx
  * irqfd).  A VM with the in-kernel irqchip and one vCPU that never runs:
  * what the guest would receive is read back from KVM's LAPIC IRR and
@@ -951,6 +1005,7 @@ static Suite *pci_suite(void)
 	tcase_add_test(tc, test_msix_function_mask);
 	tcase_add_test(tc, test_intx_level_status_and_disable);
 	tcase_add_test(tc, test_bad_bar_and_slot_arguments);
+	tcase_add_test(tc, test_malformed_random_config_and_bar_accesses);
 	suite_add_tcase(s, tc);
 
 	tk = tcase_create("kvm");

@@ -478,6 +478,51 @@ START_TEST(test_qcow2_backing_raw)
 }
 END_TEST
 
+START_TEST(test_qcow2_three_level_backing_chain)
+{
+	const char *base = path("c0.raw"), *mid = path("c1.qcow2"),
+		   *top = path("c2.qcow2"), *ref = path("cref.raw");
+	uint8_t *a = malloc(1 << 20);
+	struct disk *d;
+	int fd;
+
+	/* base (raw) <- mid (qcow2, own data) <- top (qcow2, written). */
+	make_raw(ref, 8 << 20);
+	fd = open(ref, O_RDWR);
+	fill(a, 1 << 20, 51);
+	ck_assert_int_eq(pwrite(fd, a, 1 << 20, 1 << 20), 1 << 20);
+	ck_assert_int_eq(sh("cp '%s' '%s'", ref, base), 0);
+	ck_assert_int_eq(sh("qemu-img create -q -f qcow2 -b c0.raw -F raw '%s' "
+			    "&& qemu-io -c 'write -P 0x77 1536k 64k' '%s'", mid,
+			    mid), 0);
+	memset(a, 0x77, 65536);
+	ck_assert_int_eq(pwrite(fd, a, 65536, 1536 << 10), 65536);
+	ck_assert_int_eq(sh("qemu-img create -q -f qcow2 -b c1.qcow2 -F qcow2 "
+			    "'%s'", top), 0);
+	d = open_disk(top, DISK_FORMAT_AUTO, false, DISK_AIO_AUTO);
+	/* Reads see all three levels. */
+	{
+		uint8_t *b = malloc(2 << 20), *r = malloc(2 << 20);
+
+		ck_assert_int_eq(pread(fd, r, 2 << 20, 512 << 10), 2 << 20);
+		ck_assert_int_eq(disk_pread(d, 512 << 10, b, 2 << 20), 0);
+		ck_assert_mem_eq(b, r, 2 << 20);
+		free(b);
+		free(r);
+	}
+	/* Partial-cluster writes over each level's data. */
+	write_both(d, fd, (1536 << 10) + 1024, 2048, 61);
+	write_both(d, fd, (1 << 20) + 4096, 512, 62);
+	write_both(d, fd, (6 << 20) + 512, 700 * 512 - 512, 63);
+	ck_assert_int_eq(disk_close(d), 0);
+	close(fd);
+	ck_assert_int_eq(qcheck(top), 0);
+	ck_assert_int_eq(qcheck(mid), 0);
+	ck_assert_int_eq(qcompare(top, ref), 0);
+	free(a);
+}
+END_TEST
+
 START_TEST(test_qcow2_discard_and_write_zeroes)
 {
 	const char *img = path("z.qcow2"), *ref = path("z.raw");
@@ -1134,6 +1179,7 @@ static Suite *qcow2_suite(void)
 	tcase_add_test(q, test_qcow2_compressed_clusters_read_and_rewrite);
 	tcase_add_test(q, test_qcow2_backing_qcow2);
 	tcase_add_test(q, test_qcow2_backing_raw);
+	tcase_add_test(q, test_qcow2_three_level_backing_chain);
 	tcase_add_test(q, test_qcow2_discard_and_write_zeroes);
 	tcase_add_test(q, test_qcow2_concurrent_writes_into_shared_clusters);
 	tcase_add_test(q, test_qcow2_dirty_bit_set_while_open_cleared_on_close);

@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -908,6 +909,76 @@ START_TEST(test_5_2_qcow2_image_through_the_device_passes_qemu_img_check)
 }
 END_TEST
 
+/* Kite killed (SIGKILL) right after the guest's flush completed: the
+ * qcow2 image must pass qemu-img check and hold everything written. */
+START_TEST(test_5_2_qcow2_sigkill_after_guest_flush_leaves_consistent_image)
+{
+	char q[160], ref[160], cmd[600];
+	int pfd[2], st;
+	pid_t pid;
+	char c;
+
+	stop_blk();
+	snprintf(q, sizeof(q), "%s/kill.qcow2", dir);
+	snprintf(ref, sizeof(ref), "%s/kill.raw", dir);
+	snprintf(cmd, sizeof(cmd), "qemu-img create -q -f qcow2 '%s' 16M", q);
+	ck_assert_int_eq(system(cmd), 0);
+	make_raw(ref, 16 << 20);
+	ck_assert_int_eq(pipe(pfd), 0);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		int fd = open(ref, O_RDWR);
+		uint8_t z[8 * 512] = { 0 };
+		struct vtd_sg seg;
+
+		start_blk(q, false, 1, NULL);
+		bring_up(F_BASIC, false);
+		for (int i = 0; i < 24; i++) {
+			uint32_t len = 512 * (1 + (uint32_t)(i * 37) % 200);
+			uint64_t sector = (uint64_t)(i * 7919) % 30000;
+			uint64_t w = buffer(len, 0);
+			uint8_t *wp = vtd_ptr(&drv, w, len);
+			struct vtd_sg out = { w, len, false };
+
+			for (uint32_t k = 0; k < len; k++)
+				wp[k] = (uint8_t)(k * 13 + i);
+			if (request(VIRTIO_BLK_T_OUT, sector, &out, 1, NULL) !=
+				    VIRTIO_BLK_S_OK ||
+			    pwrite(fd, wp, len, (off_t)sector * 512) != len)
+				_exit(1);
+		}
+		/* Zeroes over part of what was written, a discard too. */
+		seg = (struct vtd_sg){ segment(7919 % 30000, 8, 0), 16, false };
+		if (request(VIRTIO_BLK_T_WRITE_ZEROES, 0, &seg, 1, NULL) ||
+		    pwrite(fd, z, sizeof(z), (off_t)(7919 % 30000) * 512) < 0)
+			_exit(1);
+		seg = (struct vtd_sg){ segment(128 * 100, 128 * 4, 0), 16, false };
+		if (request(VIRTIO_BLK_T_DISCARD, 0, &seg, 1, NULL))
+			_exit(1);
+		for (int k = 0; k < 64; k++)
+			if (pwrite(fd, z, sizeof(z),
+				   (off_t)(128 * 100 + k * 8) * 512) < 0)
+				_exit(1);
+		if (request(VIRTIO_BLK_T_FLUSH, 0, NULL, 0, NULL) != 0 ||
+		    write(pfd[1], "x", 1) != 1)
+			_exit(1);
+		for (;;)
+			pause();
+	}
+	close(pfd[1]);
+	ck_assert_int_eq(read(pfd[0], &c, 1), 1);
+	kill(pid, SIGKILL);
+	waitpid(pid, &st, 0);
+	close(pfd[0]);
+	ck_assert(WIFSIGNALED(st));
+	snprintf(cmd, sizeof(cmd), "qemu-img check -q '%s'", q);
+	ck_assert_int_eq(system(cmd), 0);
+	snprintf(cmd, sizeof(cmd), "qemu-img compare -q '%s' '%s'", q, ref);
+	ck_assert_int_eq(system(cmd), 0);
+}
+END_TEST
+
 /* ==== multiqueue: a thread per queue ==== */
 
 /* Write 32 x 4 KiB on each of |nq| queues, all in flight at once, then
@@ -1262,6 +1333,7 @@ static Suite *virtio_blk_suite(void)
 	tcase_add_test(tc, test_5_2_2_mq_second_queue_serves_requests);
 	tcase_add_test(tc, test_2_4_reset_with_requests_in_flight);
 	tcase_add_test(tc, test_5_2_qcow2_image_through_the_device_passes_qemu_img_check);
+	tcase_add_test(tc, test_5_2_qcow2_sigkill_after_guest_flush_leaves_consistent_image);
 	tcase_add_test(tc, test_5_2_2_mq_queues_run_in_parallel_raw);
 	tcase_add_test(tc, test_5_2_2_mq_qcow2_concurrent_allocation_passes_qemu_img_check);
 	tcase_add_test(tc, test_2_4_mq_reset_with_requests_in_flight_on_every_queue);

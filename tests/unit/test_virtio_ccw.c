@@ -3,6 +3,7 @@
  * with virtio_ccw_start(), notifications use virtio_ccw_notify() as the
  * DIAGNOSE 0x500 handler would.  (No s390 guest exists on x86.) */
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "tests/unit/unit.h"
@@ -609,6 +610,67 @@ START_TEST(test_4_3_transfer_in_channel_and_program_checks)
 }
 END_TEST
 
+/* ---- a driver whose channel programs are garbage ---- */
+
+START_TEST(test_malformed_random_channel_programs)
+{
+	static const uint8_t codes[] = {
+		CCW_CMD_NOOP, CCW_CMD_SENSE, CCW_CMD_TIC, CCW_CMD_SENSE_ID,
+		CCW_CMD_SET_VQ, CCW_CMD_VDEV_RESET, CCW_CMD_SET_IND,
+		CCW_CMD_SET_CONF_IND, CCW_CMD_SET_IND_ADAPTER, CCW_CMD_READ_FEAT,
+		CCW_CMD_WRITE_FEAT, CCW_CMD_READ_CONF, CCW_CMD_WRITE_CONF,
+		CCW_CMD_WRITE_STATUS, CCW_CMD_READ_VQ_CONF,
+		CCW_CMD_SET_VIRTIO_REV, CCW_CMD_READ_STATUS, 0xFF, 0x00,
+	};
+	unsigned seed = 0xcc3u;
+	uint8_t *d = vtd_ptr(&drv, data, 4096);
+	uint8_t id[8];
+
+	for (int i = 0; i < 5000; i++) {
+		unsigned n = 1 + rand_r(&seed) % 8;
+
+		/* A program of up to 8 CCWs, mostly chained, with data and
+		 * addresses that are sometimes sensible (the data area, a
+		 * CCW slot) and sometimes not. */
+		for (unsigned k = 0; k < n; k++) {
+			uint8_t code = codes[rand_r(&seed) %
+					     (sizeof(codes) / sizeof(codes[0]))];
+			uint8_t flags = (uint8_t)((rand_r(&seed) % 4 ? CCW_FLAG_CC : 0) |
+						  (rand_r(&seed) % 2 ? CCW_FLAG_SLI : 0) |
+						  (rand_r(&seed) % 16 ? 0 : rand_r(&seed)));
+			uint64_t addr;
+
+			switch (rand_r(&seed) % 4) {
+			case 0: addr = prog + 8 * (rand_r(&seed) % 16); break;
+			case 1: addr = (uint32_t)rand_r(&seed) * 2654435761u; break;
+			default: addr = data + rand_r(&seed) % 4096; break;
+			}
+			put_ccw(k, code, flags, (uint16_t)(rand_r(&seed) % 64), addr);
+		}
+		for (unsigned b = 0; b < 64; b++)
+			d[(rand_r(&seed) % 64) * 8 + rand_r(&seed) % 8] =
+				(uint8_t)rand_r(&seed);
+		virtio_ccw_start(&ccw, rand_r(&seed) % 32 ? prog : prog + 4, &res);
+		if (i % 64 == 0) {
+			virtio_ccw_notify(&ccw, (uint64_t)rand_r(&seed) << 32 | SCHID,
+					  rand_r(&seed) % 4, NULL);
+			virtio_device_sync(DEV);
+		}
+		if (i % 500 == 499) /* the subchannel is disabled, enabled */
+			virtio_ccw_enable_subchannel(&ccw);
+	}
+	virtio_device_sync(DEV);
+	/* Still a virtio-ccw device, and usable after a reset. */
+	virtio_ccw_enable_subchannel(&ccw);
+	memset(id, 0, sizeof(id));
+	ck_assert_int_eq(cmd(CCW_CMD_SENSE_ID, 0, id, 8), 0);
+	ck_assert_uint_eq(get_be(id + 1, 2), 0x3832);
+	bring_up(false);
+	add_and_notify();
+	ck_assert_uint_eq(vtd_split_used_idx(&vq), 1);
+}
+END_TEST
+
 static Suite *virtio_ccw_suite(void)
 {
 	Suite *s = suite_create("virtio_ccw");
@@ -644,6 +706,7 @@ static Suite *virtio_ccw_suite(void)
 	tcase_add_test(tc, test_4_3_3_3_1_device_must_not_notify_or_use_queues_after_reset);
 	tcase_add_test(tc, test_4_3_command_chaining_runs_a_whole_program);
 	tcase_add_test(tc, test_4_3_transfer_in_channel_and_program_checks);
+	tcase_add_test(tc, test_malformed_random_channel_programs);
 	suite_add_tcase(s, tc);
 	return s;
 }

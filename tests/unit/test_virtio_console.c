@@ -939,6 +939,135 @@ START_TEST(test_console_init_validates_ports_and_replaces_stale_socket)
 }
 END_TEST
 
+/* ---- a driver (and host peers) doing random things ---- */
+
+/* Add one buffer of |len| random bytes (readable or writable) to queue
+ * |q| without asserting: the ring may be full. */
+static void fuzz_add(unsigned q, uint32_t len, bool writable, unsigned *seed)
+{
+	uint64_t gpa = vtd_alloc(&drv, len ? len : 1, 8);
+	struct vtd_sg sg = { gpa, len, writable };
+	uint8_t *p;
+
+	if (!gpa)
+		return;
+	p = vtd_ptr(&drv, gpa, len ? len : 1);
+	for (uint32_t i = 0; i < len; i++)
+		p[i] = (uint8_t)rand_r(seed);
+	vtd_vq_add(&vqs[q], &sg, 1, false);
+}
+
+START_TEST(test_malformed_random_control_messages_data_and_peers)
+{
+	unsigned seed = 0xc0e5u;
+	int client = -1;
+	uint32_t id, len;
+	char got[64];
+
+	start_console(true, true, 2);
+	bring_up(F_SIZE | F_MULTI | F_EMERG, false);
+	ctrl_buffers(8);
+	for (int i = 0; i < 3000; i++) {
+		unsigned r = (unsigned)rand_r(&seed) % 12, q;
+
+		switch (r) {
+		case 0: case 1: case 2: { /* a control message, any fields */
+			uint8_t m[12];
+			uint32_t pid = rand_r(&seed) % 4 ? (uint32_t)rand_r(&seed) % 4
+							 : (uint32_t)rand_r(&seed);
+			uint16_t ev = (uint16_t)(rand_r(&seed) % 10);
+			uint16_t val = (uint16_t)(rand_r(&seed) % 3);
+			uint32_t n = rand_r(&seed) % 4 ? 8 : (uint32_t)rand_r(&seed) % 13;
+
+			memcpy(m, &pid, 4);
+			memcpy(m + 4, &ev, 2);
+			memcpy(m + 6, &val, 2);
+			memcpy(m + 8, &pid, 4);
+			{
+				uint64_t gpa = vtd_alloc(&drv, 12, 8);
+				struct vtd_sg sg = { gpa, n, false };
+
+				if (gpa) {
+					memcpy(vtd_ptr(&drv, gpa, 12), m, 12);
+					vtd_vq_add(&vqs[VIRTIO_CONSOLE_CTRL_TXQ], &sg, 1,
+						   false);
+				}
+			}
+			vtd_kick(&drv, VIRTIO_CONSOLE_CTRL_TXQ);
+			break;
+		}
+		case 3: case 4: /* data out on some port */
+			q = 1 + 2 * (rand_r(&seed) % 3) + (rand_r(&seed) % 8 == 0);
+			fuzz_add(q, (uint32_t)rand_r(&seed) % 300, rand_r(&seed) % 8 == 0,
+				 &seed);
+			vtd_kick(&drv, q);
+			break;
+		case 5: /* receive buffers, control or data */
+			q = 2 * (rand_r(&seed) % 4);
+			fuzz_add(q, (uint32_t)rand_r(&seed) % 200, rand_r(&seed) % 8 != 0,
+				 &seed);
+			vtd_kick(&drv, q);
+			break;
+		case 6: /* collect what came back */
+			for (q = 0; q < NQ; q++)
+				while (vtd_vq_get_used(&vqs[q], &id, &len) == 1)
+					;
+			break;
+		case 7: { /* config writes, any width */
+			uint32_t v = (uint32_t)rand_r(&seed);
+			uint32_t off = (uint32_t)rand_r(&seed) % VIRTIO_CONSOLE_CONFIG_SIZE;
+			uint32_t w = 1u << (rand_r(&seed) % 3);
+
+			if (off + w <= VIRTIO_CONSOLE_CONFIG_SIZE)
+				virtio_config_write(DEV, off, &v, w);
+			break;
+		}
+		case 8: /* the host side: resize, console input */
+			if (rand_r(&seed) % 2)
+				virtio_console_resize(&con, (uint16_t)rand_r(&seed),
+						      (uint16_t)rand_r(&seed));
+			else
+				virtio_console_port0_input(&con, (const uint8_t *)"fuzz", 4);
+			break;
+		case 9: /* a socket peer comes, talks, goes */
+			if (client < 0) {
+				client = connect_to(sock_path[rand_r(&seed) % 2]);
+			} else if (rand_r(&seed) % 3) {
+				char b[64];
+
+				for (unsigned k = 0; k < sizeof(b); k++)
+					b[k] = (char)rand_r(&seed);
+				if (send(client, b, (size_t)rand_r(&seed) % sizeof(b),
+					 MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {
+					/* full or gone: fine */
+				}
+			} else {
+				close(client);
+				client = -1;
+			}
+			break;
+		default:
+			virtio_device_sync(DEV);
+			break;
+		}
+	}
+	if (client >= 0)
+		close(client);
+	virtio_device_sync(DEV);
+	/* Whatever state that left, a reset and a fresh driver work. */
+	for (unsigned q = 0; q < NQ; q++)
+		vtd_vq_destroy(&vqs[q]);
+	memset(vqs, 0, sizeof(vqs));
+	bring_up(F_SIZE | F_EMERG, false);
+	pthread_mutex_lock(&out_lock);
+	out_len = 0;
+	pthread_mutex_unlock(&out_lock);
+	send_tx(1, "alive", 5);
+	ck_assert_uint_eq(captured(got, sizeof(got)), 5);
+	ck_assert_mem_eq(got, "alive", 5);
+}
+END_TEST
+
 static Suite *virtio_console_suite(void)
 {
 	Suite *s = suite_create("virtio_console");
@@ -973,6 +1102,7 @@ static Suite *virtio_console_suite(void)
 	tcase_add_test(tc, test_5_3_6_2_without_multiport_only_port0_is_used);
 	tcase_add_test(tc, test_console_attach_console_late);
 	tcase_add_test(tc, test_console_init_validates_ports_and_replaces_stale_socket);
+	tcase_add_test(tc, test_malformed_random_control_messages_data_and_peers);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -1,6 +1,7 @@
 /* virtio-mmio transport (virtio 1.2 §4.2), version 2 and legacy version 1,
  * driven the way a guest driver does: register accesses through the
  * MMIO bus (vmm/bus.h), rings in fake guest RAM. */
+#include <stdlib.h>
 #include <string.h>
 
 #include "tests/unit/unit.h"
@@ -448,6 +449,149 @@ START_TEST(test_4_2_4_legacy_pfn_outside_ram_needs_reset)
 }
 END_TEST
 
+/* ---- a driver that writes garbage everywhere (both versions) ---- */
+
+static uint64_t rnd_value(unsigned *seed)
+{
+	switch (rand_r(seed) % 6) {
+	case 0: return rand_r(seed) % 4;
+	case 1: return 1u << (rand_r(seed) % 16);
+	case 2: return (unsigned)rand_r(seed) % VTD_RAM_SIZE & ~0xFFFull;
+	case 3: return VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER |
+		       (rand_r(seed) % 2 ? VIRTIO_STATUS_FEATURES_OK : 0) |
+		       (rand_r(seed) % 2 ? VIRTIO_STATUS_DRIVER_OK : 0);
+	case 4: return 0xFFFFFFFFu;
+	default: return (uint32_t)rand_r(seed) * 2654435761u;
+	}
+}
+
+/* Queue 0 set up correctly over garbage rings, then kicked. */
+static void garbage_queue_up(unsigned *seed)
+{
+	uint64_t a[3];
+	uint32_t f0 = rd(VIRTIO_MMIO_DEVICE_FEATURES);
+
+	for (int k = 0; k < 3; k++)
+		a[k] = ((unsigned)rand_r(seed) % (VTD_RAM_SIZE - 0x40000)) &
+		       ~0xFFFull;
+	wr(VIRTIO_MMIO_STATUS, 0);
+	wr(VIRTIO_MMIO_STATUS, VIRTIO_STATUS_ACKNOWLEDGE);
+	wr(VIRTIO_MMIO_STATUS, VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER);
+	wr(VIRTIO_MMIO_DRIVER_FEATURES_SEL, 0);
+	wr(VIRTIO_MMIO_DRIVER_FEATURES, f0 & (uint32_t)rand_r(seed));
+	wr(VIRTIO_MMIO_QUEUE_SEL, 0);
+	wr(VIRTIO_MMIO_QUEUE_NUM, 1u << (rand_r(seed) % 7));
+	if (mmio.legacy) {
+		wr(VIRTIO_MMIO_GUEST_PAGE_SIZE, 4096);
+		wr(VIRTIO_MMIO_QUEUE_ALIGN, 1u << (2 + rand_r(seed) % 11));
+		wr(VIRTIO_MMIO_QUEUE_PFN, (uint32_t)(a[0] / 4096));
+	} else {
+		wr(VIRTIO_MMIO_DRIVER_FEATURES_SEL, 1);
+		wr(VIRTIO_MMIO_DRIVER_FEATURES,
+		   1 | (rand_r(seed) % 2 ? 1u << (VIRTIO_F_RING_PACKED - 32) : 0));
+		wr(VIRTIO_MMIO_STATUS, VIRTIO_STATUS_ACKNOWLEDGE |
+					       VIRTIO_STATUS_DRIVER |
+					       VIRTIO_STATUS_FEATURES_OK);
+		wr(VIRTIO_MMIO_QUEUE_DESC_LOW, (uint32_t)a[0]);
+		wr(VIRTIO_MMIO_QUEUE_DESC_HIGH, 0);
+		wr(VIRTIO_MMIO_QUEUE_DRIVER_LOW, (uint32_t)a[1]);
+		wr(VIRTIO_MMIO_QUEUE_DRIVER_HIGH, 0);
+		wr(VIRTIO_MMIO_QUEUE_DEVICE_LOW, (uint32_t)a[2]);
+		wr(VIRTIO_MMIO_QUEUE_DEVICE_HIGH, 0);
+		wr(VIRTIO_MMIO_QUEUE_READY, 1);
+	}
+	wr(VIRTIO_MMIO_STATUS, rd(VIRTIO_MMIO_STATUS) | VIRTIO_STATUS_DRIVER_OK);
+	notify_and_wait(0);
+}
+
+static void random_register_writes(void)
+{
+	static const unsigned sizes[] = { 1, 2, 4, 8 };
+	unsigned seed = mmio.legacy ? 0x1e9ac7u : 0x3a11ceu;
+	uint32_t *ram = vtd_ptr(&drv, 0, VTD_RAM_SIZE);
+	uint32_t id, len;
+
+	ck_assert_ptr_nonnull(ram);
+	for (uint64_t w = 0; w < VTD_RAM_SIZE / 4; w++)
+		ram[w] = (uint32_t)rand_r(&seed) * 2654435761u;
+	for (int i = 0; i < 20000; i++) {
+		uint64_t off, out;
+		unsigned size = 4;
+
+		if (rand_r(&seed) % 8) {
+			off = 4 * (uint64_t)(rand_r(&seed) % 0x40);
+		} else { /* anywhere in the window, any width */
+			off = (uint64_t)rand_r(&seed) % VIRTIO_MMIO_SIZE;
+			size = sizes[rand_r(&seed) % 4];
+			if (off + size > VIRTIO_MMIO_SIZE)
+				off = VIRTIO_MMIO_SIZE - size;
+		}
+		bus_write(&bus, BASE + off, size, rnd_value(&seed));
+		bus_read(&bus, BASE + off, size, &out);
+		if (i % 250 == 249) {
+			virtio_device_sync(dev());
+			if (rand_r(&seed) % 2)
+				garbage_queue_up(&seed);
+		}
+	}
+	virtio_device_sync(dev());
+	ck_assert_uint_eq(rd(VIRTIO_MMIO_MAGIC_VALUE), VIRTIO_MMIO_MAGIC);
+	ck_assert_uint_eq(rd(VIRTIO_MMIO_DEVICE_ID), VIRTIO_ID_RNG);
+	/* A reset brings it back for a well-behaved driver. */
+	if (mmio.legacy) {
+		legacy_init(8, 4096);
+	} else {
+		driver_init(F_V1, 0, 8);
+		queue_ready_and_go();
+	}
+	add_writable(32);
+	notify_and_wait(0);
+	ck_assert_int_eq(vtd_vq_get_used(&vq, &id, &len), 1);
+	ck_assert_uint_eq(len, 32);
+}
+
+START_TEST(test_malformed_random_register_writes)
+{
+	random_register_writes();
+}
+END_TEST
+
+START_TEST(test_malformed_random_register_writes_legacy)
+{
+	random_register_writes();
+}
+END_TEST
+
+START_TEST(test_3_1_2_legacy_device_must_support_use_before_driver_ok)
+{
+	uint64_t base;
+	uint32_t id, len;
+
+	wr(VIRTIO_MMIO_STATUS, 0);
+	wr(VIRTIO_MMIO_STATUS, VIRTIO_STATUS_ACKNOWLEDGE);
+	wr(VIRTIO_MMIO_STATUS, VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER);
+	wr(VIRTIO_MMIO_DRIVER_FEATURES_SEL, 0);
+	wr(VIRTIO_MMIO_DRIVER_FEATURES, 0);
+	wr(VIRTIO_MMIO_GUEST_PAGE_SIZE, 4096);
+	wr(VIRTIO_MMIO_QUEUE_SEL, 0);
+	base = vtd_alloc(&drv, 3 * 4096, 4096);
+	ck_assert_int_eq(vtd_vq_init(&vq, &drv, 8, false, false), 0);
+	vq.desc = base;
+	vq.driver = base + 16 * 8;
+	vq.device = base + 4096;
+	wr(VIRTIO_MMIO_QUEUE_NUM, 8);
+	wr(VIRTIO_MMIO_QUEUE_ALIGN, 4096);
+	wr(VIRTIO_MMIO_QUEUE_PFN, (uint32_t)(base / 4096));
+	/* No DRIVER_OK: the legacy driver already uses the queue. */
+	add_writable(24);
+	notify_and_wait(0);
+	ck_assert_int_eq(vtd_vq_get_used(&vq, &id, &len), 1);
+	ck_assert_uint_eq(len, 24);
+	ck_assert_uint_eq(rd(VIRTIO_MMIO_INTERRUPT_STATUS) & 1, 1);
+	ck_assert(!(rd(VIRTIO_MMIO_STATUS) & VIRTIO_STATUS_DRIVER_OK));
+}
+END_TEST
+
 static Suite *virtio_mmio_suite(void)
 {
 	Suite *s = suite_create("virtio_mmio");
@@ -469,6 +613,7 @@ static Suite *virtio_mmio_suite(void)
 	tcase_add_test(tc, test_4_2_2_2_narrow_or_misaligned_register_access_is_harmless);
 	tcase_add_test(tc, test_4_2_3_rng_round_trip_version_2);
 	tcase_add_test(tc, test_4_2_3_bad_queue_setup_sets_needs_reset);
+	tcase_add_test(tc, test_malformed_random_register_writes);
 	suite_add_tcase(s, tc);
 
 	tcase_add_checked_fixture(te, setup_echo, teardown);
@@ -485,6 +630,8 @@ static Suite *virtio_mmio_suite(void)
 	tcase_add_test(tl, test_4_2_4_legacy_reset_sets_queue_pfn_to_0);
 	tcase_add_test(tl, test_4_2_4_legacy_pfn_0_stops_the_queue);
 	tcase_add_test(tl, test_4_2_4_legacy_pfn_outside_ram_needs_reset);
+	tcase_add_test(tl, test_malformed_random_register_writes_legacy);
+	tcase_add_test(tl, test_3_1_2_legacy_device_must_support_use_before_driver_ok);
 	suite_add_tcase(s, tl);
 	return s;
 }

@@ -5,6 +5,7 @@
  * records MSI-X messages, INTx and ioeventfds.  One test per device-side
  * requirement, named after its section. */
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "tests/unit/unit.h"
@@ -1344,6 +1345,177 @@ START_TEST(test_6_2_device_must_offer_version_1_and_not_sr_iov)
 }
 END_TEST
 
+/* ---- a driver that writes garbage everywhere ---- */
+
+static uint64_t rnd64(unsigned *seed)
+{
+	return (uint64_t)rand_r(seed) << 40 ^ (uint64_t)rand_r(seed) << 20 ^
+	       (uint64_t)rand_r(seed);
+}
+
+/* A guest-chosen value: mostly plausible (small, inside RAM, a queue
+ * index), sometimes anything. */
+static uint64_t rnd_value(unsigned *seed)
+{
+	switch (rand_r(seed) % 6) {
+	case 0: return rand_r(seed) % 4;
+	case 1: return rand_r(seed) % 0x100;
+	case 2: return (unsigned)rand_r(seed) % VTD_RAM_SIZE & ~0xFull;
+	case 3: return VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER |
+		       (rand_r(seed) % 2 ? VIRTIO_STATUS_FEATURES_OK : 0) |
+		       (rand_r(seed) % 2 ? VIRTIO_STATUS_DRIVER_OK : 0);
+	case 4: return ~0ull;
+	default: return rnd64(seed);
+	}
+}
+
+/* A driver that does everything right except its rings: queue 0 on
+ * random (aligned, in-RAM) addresses over garbage, then kicked. */
+static void garbage_queue_up(unsigned *seed)
+{
+	uint64_t f = F_V1;
+	uint64_t a[3];
+
+	if (rand_r(seed) % 2)
+		f |= VIRTIO_BIT(VIRTIO_F_RING_PACKED);
+	if (rand_r(seed) % 2)
+		f |= VIRTIO_BIT(VIRTIO_F_EVENT_IDX);
+	if (rand_r(seed) % 2)
+		f |= VIRTIO_BIT(VIRTIO_F_INDIRECT_DESC);
+	modern_negotiate(f);
+	for (int k = 0; k < 3; k++)
+		a[k] = ((unsigned)rand_r(seed) % (VTD_RAM_SIZE - 0x40000)) &
+		       ~0xFull;
+	cc_w(VIRTIO_PCI_COMMON_Q_SELECT, 2, 0);
+	cc_w(VIRTIO_PCI_COMMON_Q_SIZE, 2, 1u << (rand_r(seed) % 7));
+	cc_w(VIRTIO_PCI_COMMON_Q_DESCLO, 4, (uint32_t)a[0]);
+	cc_w(VIRTIO_PCI_COMMON_Q_DESCHI, 4, 0);
+	cc_w(VIRTIO_PCI_COMMON_Q_AVAILLO, 4, (uint32_t)a[1]);
+	cc_w(VIRTIO_PCI_COMMON_Q_AVAILHI, 4, 0);
+	cc_w(VIRTIO_PCI_COMMON_Q_USEDLO, 4, (uint32_t)a[2]);
+	cc_w(VIRTIO_PCI_COMMON_Q_USEDHI, 4, 0);
+	cc_w(VIRTIO_PCI_COMMON_Q_ENABLE, 2, 1);
+	cc_w(VIRTIO_PCI_COMMON_STATUS, 1,
+	     cc_r(VIRTIO_PCI_COMMON_STATUS, 1) | VIRTIO_STATUS_DRIVER_OK);
+	modern_kick(0);
+}
+
+START_TEST(test_malformed_random_register_and_config_writes)
+{
+	static const unsigned sizes[] = { 1, 2, 4, 8 };
+	uint32_t bar0 = cfg_r(PCI_BAR0, 4), bar1 = cfg_r(PCI_BAR0 + 4, 4);
+	uint32_t bar4 = cfg_r(PCI_BAR0 + 16, 4), bar5 = cfg_r(PCI_BAR0 + 20, 4);
+	unsigned seed = 0x5eed1234u;
+	uint32_t id, len;
+	uint32_t *ram = vtd_ptr(&drv, 0, VTD_RAM_SIZE);
+
+	/* Whatever the rings end up pointing at is garbage too. */
+	ck_assert_ptr_nonnull(ram);
+	for (uint64_t w = 0; w < VTD_RAM_SIZE / 4; w++)
+		ram[w] = (uint32_t)rand_r(&seed) * 2654435761u;
+	for (int i = 0; i < 20000; i++) {
+		unsigned size = sizes[rand_r(&seed) % 4], kind = rand_r(&seed) % 8;
+		uint64_t v = rnd_value(&seed), out;
+
+		if (kind == 0) {
+			/* Config space (ECAM), any offset, 1/2/4 bytes. */
+			unsigned off = (unsigned)rand_r(&seed) % 0x1000;
+
+			size = size > 4 ? 4 : size;
+			off &= ~(size - 1);
+			bus_write(&mmio, ECAM + (SLOT << 15) + off, size, v);
+			bus_read(&mmio, ECAM + (SLOT << 15) + off, size, &out);
+		} else if (kind <= 4) {
+			/* The modern BAR: mostly common config and the
+			 * notify area, sometimes anywhere (ISR, device). */
+			static const uint8_t fields[][2] = {
+				{ 0x00, 4 }, { 0x04, 4 }, { 0x08, 4 }, { 0x0C, 4 },
+				{ 0x10, 2 }, { 0x14, 1 }, { 0x14, 1 }, { 0x16, 2 },
+				{ 0x18, 2 }, { 0x1A, 2 }, { 0x1C, 2 }, { 0x1C, 2 },
+				{ 0x20, 4 }, { 0x24, 4 }, { 0x28, 4 }, { 0x2C, 4 },
+				{ 0x30, 4 }, { 0x34, 4 }, { 0x20, 8 },
+			};
+			unsigned r = (unsigned)rand_r(&seed) % 10;
+			uint64_t off;
+
+			if (r < 6) { /* a common config field, its width */
+				unsigned f = (unsigned)rand_r(&seed) %
+					     (sizeof(fields) / sizeof(fields[0]));
+
+				off = fields[f][0];
+				size = fields[f][1];
+				/* Ring addresses: mostly inside RAM. */
+				if (off >= 0x20 && rand_r(&seed) % 5)
+					v = off % 8 ? 0
+						    : (unsigned)rand_r(&seed) %
+							      VTD_RAM_SIZE & ~0xFFFull;
+				else if (off == 0x18 && rand_r(&seed) % 2)
+					v = 1u << (rand_r(&seed) % 10);
+			} else if (r < 8) { /* a queue's notify address */
+				off = 0x3000 + 4 * (uint64_t)(rand_r(&seed) % 4);
+				size = 2;
+				v = rand_r(&seed) % 4;
+			} else {
+				off = (uint64_t)rand_r(&seed) %
+				      (VIRTIO_PCI_MODERN_BAR_SIZE + 64);
+			}
+
+			bus_write(&mmio, bar_base(4) + off, size, v);
+			bus_read(&mmio, bar_base(4) + off, size, &out);
+		} else if (kind == 5) {
+			/* ... the MSI-X table and PBA ... */
+			uint64_t off = (uint64_t)rand_r(&seed) % 0x1000;
+
+			bus_write(&mmio, bar_base(1) + off, size, v);
+		} else {
+			/* ... and the legacy I/O BAR. */
+			uint64_t off = (uint64_t)rand_r(&seed) % 64;
+
+			size = size > 4 ? 4 : size;
+			bus_write(&pio, bar_base(0) + off, size, v);
+			bus_read(&pio, bar_base(0) + off, size, &out);
+		}
+		if (i % 200 == 199) {
+			/* Firmware-like: put the BARs back so the fuzzing
+			 * keeps reaching the device. */
+			cfg_w(PCI_BAR0, 4, bar0);
+			cfg_w(PCI_BAR0 + 4, 4, bar1);
+			cfg_w(PCI_BAR0 + 16, 4, bar4);
+			cfg_w(PCI_BAR0 + 20, 4, bar5);
+			cfg_w(PCI_COMMAND, 2, PCI_COMMAND_IO |
+						      PCI_COMMAND_MEMORY |
+						      PCI_COMMAND_MASTER);
+			virtio_device_sync(dev());
+			if (rand_r(&seed) % 2)
+				garbage_queue_up(&seed);
+		}
+	}
+	virtio_device_sync(dev());
+	/* The identity is untouched ... */
+	ck_assert_uint_eq(cfg_r(PCI_VENDOR_ID, 2), 0x1AF4);
+	ck_assert_uint_eq(cfg_r(PCI_DEVICE_ID, 2), 0x1005);
+	ck_assert_uint_ne(find_cap(VIRTIO_PCI_CAP_COMMON_CFG), 0);
+	/* ... and after firmware-like restoration of the BARs and a reset,
+	 * the device serves a well-behaved driver. */
+	cfg_w(PCI_BAR0, 4, bar0);
+	cfg_w(PCI_BAR0 + 4, 4, bar1);
+	cfg_w(PCI_BAR0 + 16, 4, bar4);
+	cfg_w(PCI_BAR0 + 20, 4, bar5);
+	cfg_w(find_msix_cap() + 2, 2, 0);
+	cfg_w(PCI_COMMAND, 2, PCI_COMMAND_IO | PCI_COMMAND_MEMORY |
+				      PCI_COMMAND_MASTER);
+	modern_negotiate(F_V1);
+	ck_assert_uint_eq(cc_r(VIRTIO_PCI_COMMON_STATUS, 1) &
+				  VIRTIO_STATUS_DEVICE_NEEDS_RESET, 0);
+	modern_queue(0, 8, VIRTIO_NO_VECTOR);
+	driver_ok();
+	add_writable(16);
+	modern_kick(0);
+	ck_assert_int_eq(vtd_vq_get_used(&vq, &id, &len), 1);
+	ck_assert_uint_eq(len, 16);
+}
+END_TEST
+
 static Suite *virtio_pci_suite(void)
 {
 	Suite *s = suite_create("virtio_pci");
@@ -1403,6 +1575,7 @@ static Suite *virtio_pci_suite(void)
 	tcase_add_test(tt, test_4_1_4_10_transitional_device_also_works_for_a_modern_driver);
 	tcase_add_test(tt, test_4_1_4_10_legacy_must_assume_features_32_63_not_acknowledged);
 	tcase_add_test(tt, test_2_2_3_transitional_device_must_detect_legacy_driver_by_version_1);
+	tcase_add_test(tt, test_malformed_random_register_and_config_writes);
 	suite_add_tcase(s, tt);
 
 	tcase_add_checked_fixture(tte, setup_trans_echo, teardown);
