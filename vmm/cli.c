@@ -72,7 +72,7 @@ void cli_run_usage(void *out)
 	      "                        writeback (default), writethrough, none, unsafe;\n"
 	      "                        N: request queues, one thread each (1-16)\n"
 	      "      --transport T     default device transport: pci (default),\n"
-	      "                        pci-transitional, pci-legacy, mmio\n"
+	      "                        pci-transitional, pci-legacy, mmio, mmio-legacy\n"
 	      "  -v, --verbose         say what kite is doing\n"
 	      "  -h, --help            show this help\n\n"
 	      "Press Ctrl-A x to quit.  See kite-run(1).\n",
@@ -111,12 +111,14 @@ static int parse_transport(const char *s, enum device_transport *t)
 		*t = TRANSPORT_PCI_LEGACY;
 	else if (strcmp(s, "mmio") == 0)
 		*t = TRANSPORT_MMIO;
+	else if (strcmp(s, "mmio-legacy") == 0)
+		*t = TRANSPORT_MMIO_LEGACY;
 	else
 		return -EINVAL;
 	return 0;
 }
 
-#define TRANSPORT_NAMES "pci, pci-transitional, pci-legacy, mmio"
+#define TRANSPORT_NAMES "pci, pci-transitional, pci-legacy, mmio, mmio-legacy"
 
 /* --device KIND[,transport=T][,KEY=VALUE]...: the text is copied into the
  * device_config and split there; the kind checks its own parameters. */

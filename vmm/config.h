@@ -37,6 +37,7 @@ enum device_transport {
 	TRANSPORT_PCI_TRANSITIONAL, /* virtio-pci modern + legacy I/O BAR */
 	TRANSPORT_PCI_LEGACY,       /* virtio-pci legacy (0.9.5) only */
 	TRANSPORT_MMIO,             /* virtio-mmio version 2, in ACPI */
+	TRANSPORT_MMIO_LEGACY,      /* virtio-mmio version 1 (legacy), in ACPI */
 };
 
 struct device_kind; /* vmm/devices.h */

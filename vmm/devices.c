@@ -363,6 +363,7 @@ static const char *transport_name(enum device_transport t)
 	case TRANSPORT_PCI_TRANSITIONAL: return "pci-transitional";
 	case TRANSPORT_PCI_LEGACY: return "pci-legacy";
 	case TRANSPORT_MMIO: return "mmio";
+	case TRANSPORT_MMIO_LEGACY: return "mmio-legacy";
 	default: return "pci";
 	}
 }
@@ -420,7 +421,9 @@ static int attach_mmio(struct vm *vm, struct vm_devices *d,
 		return -ENOMEM;
 	rc = irq_line_create(&d->irq, in->gsi, &in->mmio_line);
 	if (!rc)
-		rc = virtio_mmio_init(in->mmio, in->vdev, false, mmio_set_irq,
+		rc = virtio_mmio_init(in->mmio, in->vdev,
+				      in->transport == TRANSPORT_MMIO_LEGACY,
+				      mmio_set_irq,
 				      in->mmio_line);
 	if (!rc)
 		rc = bus_register(&vm->mmio, in->mmio_base, VIRTIO_MMIO_SIZE,
@@ -526,7 +529,8 @@ int devices_setup(struct vm *vm, char *err, size_t errlen)
 			virtio_console_attach_console(d->stdio_console,
 						      vm_console_output, vm);
 		}
-		if (in->transport == TRANSPORT_MMIO)
+		if (in->transport == TRANSPORT_MMIO ||
+		    in->transport == TRANSPORT_MMIO_LEGACY)
 			rc = attach_mmio(vm, d, in, next_mmio++, err, errlen);
 		else
 			rc = attach_pci(d, in, next_slot++, err, errlen);

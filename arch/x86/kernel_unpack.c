@@ -686,8 +686,11 @@ static size_t cpio_archive_len(const uint8_t *in, size_t len)
 
 static int outbuf_append(struct outbuf *o, const uint8_t *p, size_t n)
 {
-	int rc = outbuf_reserve(o, n);
+	int rc;
 
+	if (n == 0)
+		return 0;
+	rc = outbuf_reserve(o, n);
 	if (rc)
 		return rc;
 	if (o->cap - o->len < n)

@@ -458,6 +458,19 @@ START_TEST(device_config_can_be_copied)
 }
 END_TEST
 
+START_TEST(mmio_legacy_transport_is_parsed)
+{
+	ck_assert_int_eq(PARSE("-k", kernel, "--transport", "mmio-legacy",
+			       "--device", "rng", "--device",
+			       "console,transport=mmio"), CLI_OK);
+	ck_assert_int_eq(cfg.default_transport, TRANSPORT_MMIO_LEGACY);
+	ck_assert_int_eq(cfg.devices[0].transport, TRANSPORT_DEFAULT);
+	ck_assert_int_eq(cfg.devices[1].transport, TRANSPORT_MMIO);
+	ck_assert_error(PARSE("-k", kernel, "--transport", "mmio-1"),
+			"mmio-1");
+}
+END_TEST
+
 START_TEST(usage_mentions_device_options)
 {
 	char *buf = NULL;
@@ -578,6 +591,7 @@ static Suite *cli_suite(void)
 	tcase_add_test(tc, bad_device_values);
 	tcase_add_test(tc, too_many_devices_refused);
 	tcase_add_test(tc, device_config_can_be_copied);
+	tcase_add_test(tc, mmio_legacy_transport_is_parsed);
 	tcase_add_test(tc, usage_mentions_device_options);
 	tcase_add_test(tc, disk_option_is_shorthand_for_blk_device);
 	tcase_add_test(tc, bad_disk_values);

@@ -1101,6 +1101,160 @@ END_TEST
 
 /* ---- the stock kernels under /boot -------------------------------------------- */
 
+/* ---- initramfs unpacking (PVM profile) ------------------------------------ */
+
+/* A newc cpio archive with one file NAME holding TEXT, and the trailer. */
+static struct buf make_cpio(const char *name, const char *text)
+{
+	struct buf b = { calloc(1, 4096), 0 };
+	const char *names[2] = { name, "TRAILER!!!" };
+	const char *data[2] = { text, "" };
+
+	for (int i = 0; i < 2; i++) {
+		size_t nl = strlen(names[i]) + 1, dl = strlen(data[i]);
+
+		b.len += (size_t)sprintf((char *)b.data + b.len,
+			"070701%08X%08X%08X%08X%08X%08X%08zX%08X%08X%08X%08X%08zX%08X",
+			i + 1, i ? 0 : 0100644, 0, 0, 1, 0, dl, 0, 0, 0, 0, nl, 0);
+		memcpy(b.data + b.len, names[i], nl);
+		b.len = (b.len + nl + 3) & ~(size_t)3;
+		memcpy(b.data + b.len, data[i], dl);
+		b.len = (b.len + dl + 3) & ~(size_t)3;
+	}
+	return b;
+}
+
+/* A compressed stream as an initramfs tool writes it: no kernel-style
+ * size word after it. */
+static struct buf compress_stream(enum test_format f, const struct buf *in)
+{
+	struct buf c = compress_as(f, in->data, in->len);
+
+	if (f != F_GZIP)
+		c.len -= 4;
+	return c;
+}
+
+static void cat(struct buf *dst, const void *p, size_t n)
+{
+	dst->data = realloc(dst->data, dst->len + n);
+	ck_assert_ptr_nonnull(dst->data);
+	memcpy(dst->data + dst->len, p, n);
+	dst->len += n;
+}
+
+/* Debian's layout: an uncompressed archive, then a compressed one; and two
+ * compressed ones with padding between.  The result is the plain archives
+ * back to back. */
+START_TEST(test_initrd_unpack_segments_each_format)
+{
+	enum test_format f = (enum test_format)_i;
+	struct buf a = make_cpio("early/ucode.bin", "microcode"),
+		   b = make_cpio("init", "#!/bin/sh\necho hello\n");
+	struct buf cb = compress_stream(f, &b), ca = compress_stream(f, &a);
+	struct buf in = { NULL, 0 }, want = { NULL, 0 };
+	static const uint8_t pad[512];
+	uint8_t *out = NULL;
+	size_t out_len = 0;
+	char err[160] = "";
+
+	cat(&in, a.data, a.len);
+	cat(&in, cb.data, cb.len);
+	cat(&want, a.data, a.len);
+	cat(&want, b.data, b.len);
+	ck_assert_msg(initrd_unpack(in.data, in.len, &out, &out_len, err,
+				    sizeof(err)) == 0, "%s: %s", format_names[f], err);
+	ck_assert_uint_eq(out_len, want.len);
+	ck_assert_mem_eq(out, want.data, want.len);
+	free(out);
+
+	in.len = 0;
+	want.len = 0;
+	cat(&in, cb.data, cb.len);
+	cat(&in, pad, sizeof(pad));
+	cat(&in, ca.data, ca.len);
+	cat(&want, b.data, b.len);
+	cat(&want, a.data, a.len);
+	ck_assert_int_eq(initrd_unpack(in.data, in.len, &out, &out_len, err,
+				       sizeof(err)), 0);
+	ck_assert_uint_eq(out_len, want.len);
+	ck_assert_mem_eq(out, want.data, want.len);
+	free(out);
+	buf_free(&a);
+	buf_free(&b);
+	buf_free(&ca);
+	buf_free(&cb);
+	buf_free(&in);
+	buf_free(&want);
+}
+END_TEST
+
+/* What initrd_unpack leaves to the guest, and what it calls broken. */
+START_TEST(test_initrd_unpack_refusals)
+{
+	struct buf a = make_cpio("init", "x"), in = { NULL, 0 };
+	struct buf gz = compress_stream(F_GZIP, &a), lz4 = compress_as(F_LZ4, a.data, a.len);
+	uint8_t *out = NULL;
+	size_t out_len;
+	char err[160];
+
+	/* Nothing compressed: use the file as it is. */
+	ck_assert_int_eq(initrd_unpack(a.data, a.len, &out, &out_len, err,
+				       sizeof(err)), -ENOENT);
+	/* A format kite does not unpack for initrds. */
+	ck_assert_int_eq(initrd_unpack(lz4.data, lz4.len, &out, &out_len, err,
+				       sizeof(err)), -ENOTSUP);
+	/* Trailing bytes that are neither archive, stream nor padding. */
+	cat(&in, gz.data, gz.len);
+	cat(&in, "junk", 4);
+	ck_assert_int_eq(initrd_unpack(in.data, in.len, &out, &out_len, err,
+				       sizeof(err)), -ENOTSUP);
+	/* A truncated stream and a broken archive header. */
+	ck_assert_int_eq(initrd_unpack(gz.data, gz.len - 9, &out, &out_len, err,
+				       sizeof(err)), -ENOEXEC);
+	a.data[100] = 'x'; /* inside the first c_namesize */
+	ck_assert_int_eq(initrd_unpack(a.data, a.len, &out, &out_len, err,
+				       sizeof(err)), -ENOEXEC);
+	buf_free(&a);
+	buf_free(&gz);
+	buf_free(&lz4);
+	buf_free(&in);
+}
+END_TEST
+
+/* x86_linux_load with unpack_initrd: the guest gets the plain archive. */
+START_TEST(test_load_unpacks_initrd_when_asked)
+{
+	struct buf img = make_bzimage_of(F_LZ4, default_elf);
+	struct buf a = make_cpio("init", "#!/bin/sh\n"), gz = compress_stream(F_GZIP, &a);
+	const char *kernel = write_tmp(img.data, img.len);
+	const char *initrd = write_tmp(gz.data, gz.len);
+	struct x86_linux_params p = {
+		.kernel_path = kernel, .initrd_path = initrd, .cmdline = "",
+		.cache_dir = "", .unpack_initrd = true,
+	};
+	struct x86_linux_info info;
+	struct x86_boot_entry e;
+	char err[256] = "";
+
+	mem_setup(GUEST_MEM);
+	ck_assert_msg(x86_linux_load(&mem, &p, &e, &info, err, sizeof(err)) == 0,
+		      "%s", err);
+	ck_assert_uint_eq(info.initrd_file_size, gz.len);
+	ck_assert_uint_eq(info.initrd_size, a.len);
+	ck_assert_mem_eq(gptr(info.initrd_start, a.len), a.data, a.len);
+	/* Without the flag the file goes in as it is. */
+	p.unpack_initrd = false;
+	ck_assert_int_eq(x86_linux_load(&mem, &p, &e, &info, err, sizeof(err)), 0);
+	ck_assert_uint_eq(info.initrd_size, gz.len);
+	ck_assert_mem_eq(gptr(info.initrd_start, gz.len), gz.data, gz.len);
+	guest_memory_destroy(&mem);
+	buf_free(&img);
+	buf_free(&a);
+	buf_free(&gz);
+}
+END_TEST
+
 START_TEST(test_stock_kernels_load_and_report_unpack_time)
 {
 	glob_t g;
@@ -1196,6 +1350,9 @@ static Suite *linux_loader_suite(void)
 	tcase_add_test(tc, test_unpack_cache_replaces_damaged_entry);
 	tcase_add_test(tc, test_unpack_cache_keeps_a_bounded_number);
 	tcase_add_test(tc, test_unpack_default_cache_dir_follows_xdg);
+	tcase_add_loop_test(tc, test_initrd_unpack_segments_each_format, 0, F_LZ4);
+	tcase_add_test(tc, test_initrd_unpack_refusals);
+	tcase_add_test(tc, test_load_unpacks_initrd_when_asked);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("elf");
