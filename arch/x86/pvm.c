@@ -24,15 +24,16 @@
  *     indirect call into a retpoline, and add lfences (each one an exit to
  *     kite here) on kernel entry; guest user mode cannot run on these hosts
  *     at all, so there is no guest user space to protect the kernel from.
- *   initcall_blacklist=trace_eval_init,ftrace_check_for_weak_functions:
- *     two boot-time passes over tracing metadata, each minutes emulated
- *     and each waited for before /init: resolving enum names in the
- *     trace-event format strings (a strstr over every event's format for
- *     every enum; tracefs "format" files then keep the enum names), and a
- *     kallsyms lookup for each of the ~38000 ftrace call sites to hide
- *     those in overridden weak functions (available_filter_functions then
- *     lists them under a neighbour's name).  Nothing outside tracing
- *     changes.
+ *   initcall_blacklist=trace_eval_init,ftrace_check_for_weak_functions,
+ *   tracer_init_tracefs: three boot-time jobs of the tracing interface,
+ *     each minutes emulated and each waited for before /init: resolving
+ *     enum names in the trace-event format strings (a strstr over every
+ *     event's format for every enum), a kallsyms lookup for each of the
+ *     ~38000 ftrace call sites to hide those in overridden weak functions,
+ *     and creating the tracefs directories and files of every trace event
+ *     (thousands of inodes).  Only tracefs (/sys/kernel/tracing) loses its
+ *     files, which nothing in the guest can read on such a host anyway:
+ *     guest user space cannot run there.
  * A user parameter later on the command line overrides any of these
  * (e.g. mitigations=auto).
  * cmpxchg16b is refused too, but KVM honours hiding CX16 in CPUID, so no
@@ -40,7 +41,8 @@
 const char pvm_kernel_params[] =
 	"noxsave clearcpuid=popcnt,rdtscp,xsave,avx,avx2,avx512f,smap,fsgsbase,ssse3,erms,fsrm "
 	"cryptomgr.notests=1 nowatchdog init_on_alloc=0 mitigations=off "
-	"initcall_blacklist=trace_eval_init,ftrace_check_for_weak_functions";
+	"initcall_blacklist=trace_eval_init,ftrace_check_for_weak_functions,"
+	"tracer_init_tracefs";
 
 bool pvm_host_detected(void)
 {

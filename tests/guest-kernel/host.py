@@ -16,7 +16,8 @@
         Kite closes it.  RESULT gets one line: "ok ..." or "not ok ...".
 
 The pattern is tests/guest-kernel/agent/helpers.c's kite_pattern_fill():
-xorshift32 from SEED (0 stands for 0x9e3779b9), the top byte of each step.
+xorshift64 from 0x9e3779b97f4a7c15 ^ SEED, eight bytes (little-endian)
+per step.
 """
 import os
 import socket
@@ -27,14 +28,15 @@ SECTOR = 512
 
 
 def pattern(seed, n):
-    x = seed & 0xFFFFFFFF or 0x9E3779B9
-    out = bytearray(n)
-    for i in range(n):
-        x ^= (x << 13) & 0xFFFFFFFF
-        x ^= x >> 17
-        x ^= (x << 5) & 0xFFFFFFFF
-        out[i] = x >> 24
-    return bytes(out)
+    x = 0x9E3779B97F4A7C15 ^ (seed & 0xFFFFFFFF)
+    m = 0xFFFFFFFFFFFFFFFF
+    out = bytearray()
+    for _ in range((n + 7) // 8):
+        x ^= (x << 13) & m
+        x ^= x >> 7
+        x ^= (x << 17) & m
+        out += x.to_bytes(8, "little")
+    return bytes(out[:n])
 
 
 def num(s):

@@ -22,8 +22,10 @@
 # build/agent-lane/TRANSPORT/); build/agent-lane/times.tsv keeps the
 # timings for `make bench`.
 #
-# Environment: KITE_AGENT_TRANSPORTS (default "pci pci-legacy mmio"),
-# KITE_TEST_TIMEOUT (seconds per boot, default 1500).
+# Environment: KITE_AGENT_TRANSPORTS (default "pci pci-legacy mmio"; also
+# mmio-legacy, pci-transitional, and pci-transitional-legacy: transitional
+# devices with virtio_pci.force_legacy=1), KITE_TEST_TIMEOUT (seconds per
+# boot, default 1500).
 
 set -u
 
@@ -111,18 +113,22 @@ virtio_expect() { # VIA MODERN
 }
 # PCI functions (virtio 1.2 §4.1.2): modern 0x1040 + type with subsystem
 # >= 0x40 (Kite: 0x40 + type); transitional/legacy 0x1000-based IDs with
-# subsystem = type.  Classes are Kite's choice (virtio/pci.c).
+# subsystem = type.  Classes are Kite's choice (virtio/pci.c).  MSI-X: one
+# vector per queue plus one for configuration changes (kite-run(1)): the
+# console has 2 queues per port (port 0 and the 2 socket ports) and 2
+# control queues, so 9.
 pci_expect() { # MODERN(1|0)
 	e=
 	slot=1
-	for t in 4:1005:00ff00 3:1003:078000 2:1001:010000 2:1001:010000 2:1001:010000; do
-		type=${t%%:*}; rest=${t#*:}; legacy_id=${rest%%:*}; class=${rest#*:}
+	for t in 4:1005:00ff00:2 3:1003:078000:9 2:1001:010000:2 2:1001:010000:2 2:1001:010000:2; do
+		type=${t%%:*}; rest=${t#*:}; legacy_id=${rest%%:*}; rest=${rest#*:}
+		class=${rest%%:*}; msix=${rest#*:}
 		if [ "$1" = 1 ]; then
 			id=$(printf '%04x' $((0x1040 + type))); sub=$(printf '%04x' $((0x40 + type)))
 		else
 			id=$legacy_id; sub=$(printf '%04x' "$type")
 		fi
-		e="$e,1af4:$id/at=00:0$slot.0/class=$class/subsys=1af4:$sub/drv=virtio-pci"
+		e="$e,1af4:$id/at=00:0$slot.0/class=$class/subsys=1af4:$sub/msix=$msix/drv=virtio-pci"
 		slot=$((slot + 1))
 	done
 	echo "${e#,}"
@@ -197,11 +203,18 @@ watch_for_agent() { # LOG PID START -> prints seconds or "-"
 
 # ---- one boot per transport ---------------------------------------------
 for t in $TRANSPORTS; do
+	# Kite's --transport, and what the drivers must have bound to.
+	extra=
 	case $t in
-	pci) via=virtio-pci; modern=1; pci=$(pci_expect 1) ;;
-	pci-transitional) via=virtio-pci; modern=1; pci=$(pci_expect 0) ;;
-	pci-legacy) via=virtio-pci; modern=0; pci=$(pci_expect 0) ;;
-	mmio) via=virtio-mmio; modern=1; pci=none ;;
+	pci) kt=pci; via=virtio-pci; modern=1; pci=$(pci_expect 1) ;;
+	pci-legacy) kt=pci-legacy; via=virtio-pci; modern=0; pci=$(pci_expect 0) ;;
+	mmio) kt=mmio; via=virtio-mmio; modern=1; pci=none ;;
+	mmio-legacy) kt=mmio-legacy; via=virtio-mmio; modern=0; pci=none ;;
+	# Transitional devices, driven by Linux's modern or legacy interface.
+	pci-transitional) kt=pci-transitional; via=virtio-pci; modern=1; pci=$(pci_expect 0) ;;
+	pci-transitional-legacy)
+		kt=pci-transitional; via=virtio-pci; modern=0; pci=$(pci_expect 0)
+		extra=" virtio_pci.force_legacy=1" ;;
 	*) notok "transport '$t': unknown"; continue ;;
 	esac
 	echo "# == test kernel, --transport $t =="
@@ -226,10 +239,10 @@ for t in $TRANSPORTS; do
 	params="console=ttyS0 panic=-1 kite_agent.tests=all kite_agent.cpus=$CPUS"
 	params="$params kite_agent.host_time=$(date +%s) kite_agent.pci=$pci"
 	params="$params kite_agent.virtio=$(virtio_expect $via $modern) kite_agent.rng=1"
-	params="$params kite_agent.console_ports=$PORTS kite_agent.blk=$BLK"
-	echo "$KITE run -k $kernel -m 256M -c $CPUS --transport $t ... -p \"$params\"" > "$d/command"
+	params="$params kite_agent.console_ports=$PORTS kite_agent.blk=$BLK$extra"
+	echo "$KITE run -k $kernel -m 256M -c $CPUS --transport $kt ... -p \"$params\"" > "$d/command"
 	start=$(date +%s)
-	timeout "$TIMEOUT" "$KITE" run -k "$kernel" -m 256M -c "$CPUS" --transport "$t" \
+	timeout "$TIMEOUT" "$KITE" run -k "$kernel" -m 256M -c "$CPUS" --transport "$kt" \
 		--device rng \
 		--device "console,port=kite.port1:$d/port1.sock,port=kite.port2:$d/port2.sock" \
 		-d "$d/raw.img,format=raw,serial=kite-raw" \

@@ -65,15 +65,11 @@ struct virtio_device;
 
 /*
  * The byte stream both sides of a data test compute from a 32-bit seed:
- * xorshift32 (x ^= x << 13; x ^= x >> 17; x ^= x << 5), each step giving
- * its top byte; seed 0 stands for 0x9e3779b9.  tests/guest-kernel/host.py
- * implements the same.
+ * xorshift64 from 0x9e3779b97f4a7c15 ^ SEED (x ^= x << 13; x ^= x >> 7;
+ * x ^= x << 17), each step giving the next eight bytes, x little-endian.
+ * tests/guest-kernel/host.py implements the same.
  */
-struct kite_pattern {
-	u32 x;
-};
-void kite_pattern_init(struct kite_pattern *p, u32 seed);
-u8 kite_pattern_next(struct kite_pattern *p);
+#define KITE_PATTERN_BASIS 0x9e3779b97f4a7c15ULL
 void kite_pattern_fill(void *buf, size_t len, u32 seed);
 
 /* Parse "START+COUNT" (@seed NULL) or "START+COUNT:SEED"; COUNT > 0. */

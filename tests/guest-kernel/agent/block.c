@@ -376,27 +376,33 @@ static struct block_device *kite_blk_open(struct kite_blk_expect *e, fmode_t mod
 	return bdev;
 }
 
-/* Compare @buf with the pattern of @seed; state the first difference. */
+/* Compare @buf with the pattern of @seed (or zeroes); state the first difference. */
 static bool kite_blk_matches(struct kite_blk_expect *e, const char *what,
 			     const u8 *buf, const struct kite_blk_range *rg,
 			     bool zero, struct kite_result *r)
 {
-	struct kite_pattern pat;
 	size_t i, n = rg->count << SECTOR_SHIFT;
+	u8 *want = kite_blk_buf(rg->count);
 
-	kite_pattern_init(&pat, rg->seed);
-	for (i = 0; i < n; i++) {
-		u8 want = zero ? 0 : kite_pattern_next(&pat);
-
-		if (buf[i] != want) {
-			kite_why(r, "%s ('%s'): %s: sector %llu byte %zu is %#04x, want %#04x",
-				 e->disk->disk_name, e->serial, what,
-				 rg->start + i / SECTOR_SIZE, i % SECTOR_SIZE,
-				 buf[i], want);
-			return false;
-		}
+	if (!want) {
+		kite_why(r, "out of memory");
+		return false;
 	}
-	return true;
+	if (zero)
+		memset(want, 0, n);
+	else
+		kite_pattern_fill(want, n, rg->seed);
+	if (!memcmp(buf, want, n)) {
+		kite_blk_buf_free(want, rg->count);
+		return true;
+	}
+	for (i = 0; i < n && buf[i] == want[i]; i++)
+		;
+	kite_why(r, "%s ('%s'): %s: sector %llu byte %zu is %#04x, want %#04x",
+		 e->disk->disk_name, e->serial, what,
+		 rg->start + i / SECTOR_SIZE, i % SECTOR_SIZE, buf[i], want[i]);
+	kite_blk_buf_free(want, rg->count);
+	return false;
 }
 
 /*
