@@ -64,9 +64,17 @@ finish() {
 	exit $?
 }
 
+mkdir -p "$OUT"
 kernel=${2:-}
 if [ -z "$kernel" ]; then
-	if ! kernel=$("$ROOT/tools/build-guest-kernel" | tail -n 1) || [ ! -r "$kernel" ]; then
+	# Cached; a first build takes 13+ minutes here (see its log).
+	echo "# test kernel: tools/build-guest-kernel (log: $OUT/build-guest-kernel.log)"
+	start=$(date +%s)
+	if "$ROOT/tools/build-guest-kernel" > "$OUT/build-guest-kernel.log" 2>&1; then
+		kernel=$(tail -n 1 "$OUT/build-guest-kernel.log")
+		echo "# test kernel: $kernel ($(( $(date +%s) - start )) s)"
+	else
+		tail -n 20 "$OUT/build-guest-kernel.log" | sed 's/^/#   /'
 		notok "test kernel: tools/build-guest-kernel failed"
 		finish
 	fi

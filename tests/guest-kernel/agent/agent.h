@@ -71,6 +71,9 @@ struct virtio_device;
  */
 #define KITE_PATTERN_BASIS 0x9e3779b97f4a7c15ULL
 void kite_pattern_fill(void *buf, size_t len, u32 seed);
+/* The first byte of @buf that differs from the pattern (its expected
+ * value in *@want), or @len if none does. */
+size_t kite_pattern_mismatch(const void *buf, size_t len, u32 seed, u8 *want);
 
 /* Parse "START+COUNT" (@seed NULL) or "START+COUNT:SEED"; COUNT > 0. */
 int kite_parse_range(const char *s, u64 *start, u64 *count, u32 *seed);

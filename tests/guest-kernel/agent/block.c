@@ -382,26 +382,20 @@ static bool kite_blk_matches(struct kite_blk_expect *e, const char *what,
 			     bool zero, struct kite_result *r)
 {
 	size_t i, n = rg->count << SECTOR_SHIFT;
-	u8 *want = kite_blk_buf(rg->count);
+	u8 want = 0;
 
-	if (!want) {
-		kite_why(r, "out of memory");
-		return false;
+	if (zero) {
+		const u8 *nz = memchr_inv(buf, 0, n);
+
+		i = nz ? nz - buf : n;
+	} else {
+		i = kite_pattern_mismatch(buf, n, rg->seed, &want);
 	}
-	if (zero)
-		memset(want, 0, n);
-	else
-		kite_pattern_fill(want, n, rg->seed);
-	if (!memcmp(buf, want, n)) {
-		kite_blk_buf_free(want, rg->count);
+	if (i == n)
 		return true;
-	}
-	for (i = 0; i < n && buf[i] == want[i]; i++)
-		;
 	kite_why(r, "%s ('%s'): %s: sector %llu byte %zu is %#04x, want %#04x",
 		 e->disk->disk_name, e->serial, what,
-		 rg->start + i / SECTOR_SIZE, i % SECTOR_SIZE, buf[i], want[i]);
-	kite_blk_buf_free(want, rg->count);
+		 rg->start + i / SECTOR_SIZE, i % SECTOR_SIZE, buf[i], want);
 	return false;
 }
 

@@ -26,17 +26,27 @@
 #include <linux/slab.h>
 #include <linux/string.h>
 #include <linux/virtio.h>
+#include <asm/unaligned.h>
 
 #include "agent.h"
 
 /* ---- patterns ---------------------------------------------------------- */
 
+static inline u64 kite_pattern_step(u64 x)
+{
+	/* xorshift64 (Marsaglia, 2003). */
+	x ^= x << 13;
+	x ^= x >> 7;
+	x ^= x << 17;
+	return x;
+}
+
+/*
+ * Eight bytes per step and word-sized stores and compares: a byte at a
+ * time would cost seconds per 128 KiB where guest kernel code is emulated.
+ */
 void kite_pattern_fill(void *buf, size_t len, u32 seed)
 {
-	/*
-	 * xorshift64 (Marsaglia, 2003), eight bytes per step: a byte per step
-	 * would cost seconds per 128 KiB where guest kernel code is emulated.
-	 */
 	u64 x = KITE_PATTERN_BASIS ^ seed;
 	u8 *b = buf;
 	size_t i;
@@ -44,12 +54,37 @@ void kite_pattern_fill(void *buf, size_t len, u32 seed)
 	for (i = 0; i < len; i += 8) {
 		__le64 w;
 
-		x ^= x << 13;
-		x ^= x >> 7;
-		x ^= x << 17;
+		x = kite_pattern_step(x);
 		w = cpu_to_le64(x);
-		memcpy(b + i, &w, min_t(size_t, 8, len - i));
+		if (len - i >= 8)
+			put_unaligned(w, (__le64 *)(b + i));
+		else
+			memcpy(b + i, &w, len - i);
 	}
+}
+
+size_t kite_pattern_mismatch(const void *buf, size_t len, u32 seed, u8 *want)
+{
+	u64 x = KITE_PATTERN_BASIS ^ seed;
+	const u8 *b = buf;
+	size_t i, k;
+
+	for (i = 0; i < len; i += 8) {
+		__le64 w;
+		const u8 *wb = (const u8 *)&w;
+
+		x = kite_pattern_step(x);
+		w = cpu_to_le64(x);
+		if (len - i >= 8 && get_unaligned((const __le64 *)(b + i)) == w)
+			continue;
+		for (k = 0; k < 8 && i + k < len; k++) {
+			if (b[i + k] != wb[k]) {
+				*want = wb[k];
+				return i + k;
+			}
+		}
+	}
+	return len;
 }
 
 int kite_parse_range(const char *s, u64 *start, u64 *count, u32 *seed)
