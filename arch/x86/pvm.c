@@ -34,6 +34,11 @@
  *     (thousands of inodes).  Only tracefs (/sys/kernel/tracing) loses its
  *     files, which nothing in the guest can read on such a host anyway:
  *     guest user space cannot run there.
+ *   clocksource=kvm-clock: Linux would switch from kvm-clock to the TSC,
+ *     and on these hosts a guest's TSC-based clock fell behind the host's
+ *     when the host was busy (the test kernel's wall clock lost 11-17 s in
+ *     a minute beside another guest; with kvm-clock, whose time KVM keeps
+ *     correcting from the host, it kept within the test's 10 s).
  * A user parameter later on the command line overrides any of these
  * (e.g. mitigations=auto).
  * cmpxchg16b is refused too, but KVM honours hiding CX16 in CPUID, so no
@@ -42,7 +47,7 @@ const char pvm_kernel_params[] =
 	"noxsave clearcpuid=popcnt,rdtscp,xsave,avx,avx2,avx512f,smap,fsgsbase,ssse3,erms,fsrm "
 	"cryptomgr.notests=1 nowatchdog init_on_alloc=0 mitigations=off "
 	"initcall_blacklist=trace_eval_init,ftrace_check_for_weak_functions,"
-	"tracer_init_tracefs";
+	"tracer_init_tracefs clocksource=kvm-clock";
 
 bool pvm_host_detected(void)
 {

@@ -25,7 +25,7 @@
 # Environment: KITE_AGENT_TRANSPORTS (default "pci pci-legacy mmio"; also
 # mmio-legacy, pci-transitional, and pci-transitional-legacy: transitional
 # devices with virtio_pci.force_legacy=1), KITE_TEST_TIMEOUT (seconds per
-# boot, default 1500).
+# boot, default 1500), KITE_AGENT_PARAMS (extra kernel parameters).
 
 set -u
 
@@ -251,6 +251,7 @@ for t in $TRANSPORTS; do
 	params="$params kite_agent.host_time=$(date +%s) kite_agent.pci=$pci"
 	params="$params kite_agent.virtio=$(virtio_expect $via $modern) kite_agent.rng=1"
 	params="$params kite_agent.console_ports=$PORTS kite_agent.blk=$BLK$extra"
+	[ -z "${KITE_AGENT_PARAMS:-}" ] || params="$params $KITE_AGENT_PARAMS"
 	echo "$KITE run -k $kernel -m 256M -c $CPUS --transport $kt ... -p \"$params\"" > "$d/command"
 	start=$(date +%s)
 	timeout "$TIMEOUT" "$KITE" run -k "$kernel" -m 256M -c "$CPUS" --transport "$kt" \

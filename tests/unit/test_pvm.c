@@ -37,7 +37,8 @@ START_TEST(test_cmdline_names_refused_features)
 	static const char *const needed[] = { "noxsave", "popcnt", "rdtscp",
 					      "xsave", "smap", "fsgsbase",
 					      "ssse3", "erms", "fsrm",
-					      "cryptomgr.notests=1" };
+					      "cryptomgr.notests=1",
+					      "clocksource=kvm-clock" };
 
 	for (unsigned i = 0; i < sizeof(needed) / sizeof(needed[0]); i++)
 		ck_assert_msg(strstr(pvm_kernel_params, needed[i]),
