@@ -185,25 +185,6 @@ int x86_bios_install(struct guest_memory *mem, const struct e820_entry *map,
 	return rc;
 }
 
-static void read_kernel_version(const uint8_t *img, size_t len,
-				const struct x86_setup_header *h,
-				char *out, size_t outlen)
-{
-	size_t off = (size_t)h->kernel_version + 0x200, i = 0;
-
-	out[0] = '\0';
-	if (!h->kernel_version || off >= len)
-		return;
-	for (; i + 1 < outlen && off + i < len; i++) {
-		uint8_t c = img[off + i];
-
-		if (c < 0x20 || c > 0x7E)
-			break;
-		out[i] = (char)c;
-	}
-	out[i] = '\0';
-}
-
 /* Highest page-aligned spot for |size| bytes in a RAM entry of |map|
  * within [low, limit); 0 or -E2BIG. */
 static int place_initrd(const struct e820_entry *map, unsigned nr,
@@ -262,8 +243,9 @@ int x86_bios_load_linux(struct guest_memory *mem,
 		return rc;
 	}
 	info->protocol_version = h.version;
-	read_kernel_version(p->image, p->image_size, &h, info->kernel_version,
-			    sizeof(info->kernel_version));
+	x86_setup_header_kernel_version(p->image, p->image_size, &h,
+					info->kernel_version,
+					sizeof(info->kernel_version));
 
 	/* boot.rst: setup_sects 0 means 4; the boot sector comes first. */
 	setup_size = ((size_t)(h.setup_sects ? h.setup_sects : 4) + 1) * SECTOR;

@@ -148,9 +148,9 @@ static void synthesize_setup_header(struct x86_setup_header *hdr)
 	hdr->cmdline_size = 2047; /* x86 COMMAND_LINE_SIZE - 1 */
 }
 
-static void read_kernel_version(const uint8_t *img, size_t len,
-				const struct x86_setup_header *hdr,
-				char *out, size_t outlen)
+void x86_setup_header_kernel_version(const uint8_t *img, size_t len,
+				     const struct x86_setup_header *hdr,
+				     char *out, size_t outlen)
 {
 	size_t off = (size_t)hdr->kernel_version + 0x200, i = 0;
 
@@ -520,9 +520,9 @@ int x86_linux_load(struct guest_memory *mem, const struct x86_linux_params *p,
 		info->protocol_version = k.hdr.version;
 		if (k.hdr.version >= 0x20A)
 			info->pref_address = k.hdr.pref_address;
-		read_kernel_version(k.file, k.file_len, &k.hdr,
-				    info->kernel_version,
-				    sizeof(info->kernel_version));
+		x86_setup_header_kernel_version(k.file, k.file_len, &k.hdr,
+						info->kernel_version,
+						sizeof(info->kernel_version));
 	}
 
 	if (info->is_bzimage && boot == X86_LINUX_BOOT_BZIMAGE64) {

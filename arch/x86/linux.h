@@ -187,6 +187,13 @@ int x86_setup_header_parse(const uint8_t *img, size_t len,
 			   struct x86_setup_header *hdr,
 			   char *err, size_t errlen);
 
+/* The printable version string the setup header points at
+ * (kernel_version + 0x200), cut at the first unprintable byte; "" when the
+ * header gives none or it lies outside the |len| bytes of |img|. */
+void x86_setup_header_kernel_version(const uint8_t *img, size_t len,
+				     const struct x86_setup_header *hdr,
+				     char *out, size_t outlen);
+
 /* Load the kernel, initrd and command line into |mem|, write boot_params
  * (or hvm_start_info), the GDT and the identity page tables, and fill
  * |entry| for x86_vcpu_enter().  |info| may be NULL.  Returns 0 or a
