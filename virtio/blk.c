@@ -412,6 +412,25 @@ static void blk_disk_event(struct virtio_device *dev, int fd, void *opaque)
 	send_notification(bq);
 }
 
+static bool blk_disk_ready(void *opaque)
+{
+	struct virtio_blk_queue *bq = opaque;
+
+	return disk_completions_ready(bq->disk);
+}
+
+static void blk_disk_quiet(void *opaque, bool quiet)
+{
+	struct virtio_blk_queue *bq = opaque;
+
+	disk_quiet_completions(bq->disk, quiet);
+}
+
+static const struct virtio_fd_poll blk_disk_poll = {
+	.ready = blk_disk_ready,
+	.quiet = blk_disk_quiet,
+};
+
 /* §5.2.5.2 / §5.2.6.2: without FLUSH negotiated every write must be
  * stable when it completes (writeback 0); otherwise start in the
  * configured mode. */
@@ -579,6 +598,7 @@ int virtio_blk_init(struct virtio_blk *blk, const char *name,
 				 VIRTIO_BLK_CONFIG_SIZE);
 	if (err)
 		return err;
+	virtio_device_set_polling(&blk->vdev, opts->poll_us);
 	/* MQ: a thread and a disk handle per queue (see blk.h). */
 	if (nq > 1) {
 		err = virtio_device_use_queue_threads(&blk->vdev);
@@ -594,9 +614,9 @@ int virtio_blk_init(struct virtio_blk *blk, const char *name,
 			bq->disk = disk;
 		else if ((err = disk_open_queue(disk, &bq->disk)))
 			goto fail;
-		err = virtio_queue_watch_fd(&blk->vdev, q,
-					    disk_completion_fd(bq->disk),
-					    blk_disk_event, bq);
+		err = virtio_queue_watch_fd_polled(
+			&blk->vdev, q, disk_completion_fd(bq->disk),
+			blk_disk_event, &blk_disk_poll, bq);
 		if (err)
 			goto fail;
 	}

@@ -1,6 +1,6 @@
 /* The virtio core: status state machine, feature negotiation, config
- * space and generation, reset, and the per-device queue thread (plus,
- * opt-in, a thread per queue).
+ * space and generation, reset, and the event loops: the device's queue
+ * thread (plus, opt-in, a thread per queue).
  * See virtio.h for the API and the threading model. */
 #include "virtio/virtio.h"
 
@@ -10,31 +10,14 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "vmm/log.h"
 
-/* epoll tags: queue index, or one of these. */
+/* epoll tags: a queue index (< VIRTIO_MAX_QUEUES), or one of these. */
 #define TAG_CTL     0x10000u
 #define TAG_WATCHED 0x20000u
-
-/* The thread of one queue (virtio_device_use_queue_threads). */
-struct virtio_queue_worker {
-	struct virtio_device *dev;
-	unsigned qidx;
-	pthread_mutex_t lock;              /* queue_notify / handlers */
-	pthread_cond_t sync_cond;
-	int epoll_fd, ctl_fd;
-	pthread_t thread;
-	bool running, stopping, kick_all;
-	uint64_t sync_requested, sync_done;
-	struct {
-		int fd;
-		virtio_fd_handler handler;
-		void *opaque;
-	} watched[VIRTIO_MAX_WATCHED_FDS];
-	unsigned nr_watched;
-};
 
 static uint8_t status_load(const struct virtio_device *dev)
 {
@@ -57,101 +40,6 @@ static void status_store_keep_nr(struct virtio_device *dev, uint8_t value)
 bool virtio_has_feature(const struct virtio_device *dev, unsigned bit)
 {
 	return bit < 64 && (dev->driver_features & VIRTIO_BIT(bit));
-}
-
-static void wake_thread(struct virtio_device *dev)
-{
-	uint64_t one = 1;
-
-	if (dev->ctl_fd >= 0 && write(dev->ctl_fd, &one, sizeof(one)) < 0) {
-		/* The counter cannot overflow in practice; nothing to do. */
-	}
-}
-
-/* ---- lifecycle ------------------------------------------------------- */
-
-int virtio_device_init(struct virtio_device *dev, const char *name,
-		       uint32_t device_id, const struct virtio_device_ops *ops,
-		       const struct guest_memory *mem, unsigned nr_queues,
-		       uint16_t queue_max_size, uint64_t features,
-		       uint32_t config_size)
-{
-	struct epoll_event ev = { .events = EPOLLIN };
-	unsigned i;
-	int err;
-
-	if (nr_queues > VIRTIO_MAX_QUEUES || queue_max_size > VIRTQ_MAX_SIZE)
-		return -EINVAL;
-	memset(dev, 0, sizeof(*dev));
-	dev->name = name;
-	dev->device_id = device_id;
-	dev->vendor_id = 0x4b54; /* "KT" */
-	dev->ops = ops;
-	dev->mem = mem;
-	dev->nr_queues = nr_queues;
-	dev->device_features = features | VIRTIO_CORE_FEATURES;
-	dev->config_size = config_size;
-	dev->config_vector = VIRTIO_NO_VECTOR;
-	dev->epoll_fd = dev->ctl_fd = -1;
-	for (i = 0; i < VIRTIO_MAX_QUEUES; i++) {
-		dev->kick_fd[i] = -1;
-		dev->queues[i].max_size = i < nr_queues ? queue_max_size : 0;
-		dev->queues[i].vector = VIRTIO_NO_VECTOR;
-		virtq_reset(&dev->queues[i]);
-	}
-	pthread_mutex_init(&dev->lock, NULL);
-	pthread_mutex_init(&dev->work_lock, NULL);
-	pthread_cond_init(&dev->sync_cond, NULL);
-
-	dev->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
-	if (dev->epoll_fd < 0)
-		goto fail_errno;
-	dev->ctl_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-	if (dev->ctl_fd < 0)
-		goto fail_errno;
-	ev.data.u32 = TAG_CTL;
-	if (epoll_ctl(dev->epoll_fd, EPOLL_CTL_ADD, dev->ctl_fd, &ev) < 0)
-		goto fail_errno;
-	for (i = 0; i < nr_queues; i++) {
-		dev->kick_fd[i] = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-		if (dev->kick_fd[i] < 0)
-			goto fail_errno;
-		ev.data.u32 = i;
-		if (epoll_ctl(dev->epoll_fd, EPOLL_CTL_ADD, dev->kick_fd[i],
-			      &ev) < 0)
-			goto fail_errno;
-	}
-	return 0;
-
-fail_errno:
-	err = -errno;
-	virtio_device_destroy(dev);
-	return err;
-}
-
-void virtio_device_set_transport(struct virtio_device *dev,
-				 const struct virtio_transport_ops *ops,
-				 void *transport)
-{
-	dev->transport_ops = ops;
-	dev->transport = transport;
-}
-
-int virtio_device_watch_fd(struct virtio_device *dev, int fd,
-			   virtio_fd_handler handler, void *opaque)
-{
-	struct epoll_event ev = { .events = EPOLLIN };
-
-	if (dev->nr_watched >= VIRTIO_MAX_WATCHED_FDS || dev->thread_running)
-		return -EBUSY;
-	ev.data.u32 = TAG_WATCHED + dev->nr_watched;
-	if (epoll_ctl(dev->epoll_fd, EPOLL_CTL_ADD, fd, &ev) < 0)
-		return -errno;
-	dev->watched[dev->nr_watched].fd = fd;
-	dev->watched[dev->nr_watched].handler = handler;
-	dev->watched[dev->nr_watched].opaque = opaque;
-	dev->nr_watched++;
-	return 0;
 }
 
 /* Is the driver using the device?  §2.1.2: from DRIVER_OK on.  But
@@ -184,223 +72,165 @@ static void run_queue(struct virtio_device *dev, unsigned q)
 		dev->ops->queue_notify(dev, q);
 }
 
-static void workers_destroy(struct virtio_device *dev);
+/* ---- event loops ------------------------------------------------------
+ *
+ * A loop is one thread asleep in epoll_wait() on: the kick fds of the
+ * queues it serves, the fds watched on it, and its ctl eventfd (stop and
+ * sync requests).  It runs every callback under its own lock.  A device
+ * has its device loop (dev->loop) and, with per-queue threads, one loop
+ * per queue (dev->queue_loops) serving that queue's kicks while the
+ * device loop serves none. */
 
-/* Quiesce every thread that runs device callbacks: work_lock, then each
- * per-queue lock in index order (queue threads hold only their own). */
-static void lock_all_work(struct virtio_device *dev)
+static int loop_init(struct virtio_loop *l, struct virtio_device *dev,
+		     unsigned first_q, unsigned nr_q)
 {
-	pthread_mutex_lock(&dev->work_lock);
-	if (dev->qworkers)
-		for (unsigned q = 0; q < dev->nr_queues; q++)
-			pthread_mutex_lock(&dev->qworkers[q].lock);
+	struct epoll_event ev = { .events = EPOLLIN, .data.u32 = TAG_CTL };
+
+	memset(l, 0, sizeof(*l));
+	l->dev = dev;
+	l->first_q = first_q;
+	l->nr_q = nr_q;
+	pthread_mutex_init(&l->lock, NULL);
+	pthread_cond_init(&l->sync_cond, NULL);
+	l->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
+	l->ctl_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (l->epoll_fd < 0 || l->ctl_fd < 0 ||
+	    epoll_ctl(l->epoll_fd, EPOLL_CTL_ADD, l->ctl_fd, &ev) < 0)
+		return -errno;
+	return 0;
 }
 
-static void unlock_all_work(struct virtio_device *dev)
-{
-	if (dev->qworkers)
-		for (unsigned q = dev->nr_queues; q-- > 0;)
-			pthread_mutex_unlock(&dev->qworkers[q].lock);
-	pthread_mutex_unlock(&dev->work_lock);
-}
-
-static void worker_wake(struct virtio_queue_worker *w)
+static void loop_wake(struct virtio_loop *l)
 {
 	uint64_t one = 1;
 
-	if (w->ctl_fd >= 0 && write(w->ctl_fd, &one, sizeof(one)) < 0) {
-		/* Counter saturation only. */
+	if (l->ctl_fd >= 0 && write(l->ctl_fd, &one, sizeof(one)) < 0) {
+		/* The counter cannot overflow in practice; nothing to do. */
 	}
 }
 
-/* The loop of a per-queue thread: queue_thread() for one queue. */
-static void *queue_worker_thread(void *arg)
+static int loop_watch(struct virtio_loop *l, int fd, virtio_fd_handler handler,
+		      const struct virtio_fd_poll *poll, void *opaque)
 {
-	struct virtio_queue_worker *w = arg;
-	struct virtio_device *dev = w->dev;
-	struct epoll_event evs[VIRTIO_MAX_WATCHED_FDS + 2];
-	uint64_t snapshot, val;
+	struct epoll_event ev = { .events = EPOLLIN };
 
-	pthread_mutex_lock(&w->lock);
-	while (!w->stopping) {
-		int n, i;
+	if (l->nr_watched >= VIRTIO_MAX_WATCHED_FDS || l->running)
+		return -EBUSY;
+	ev.data.u32 = TAG_WATCHED + l->nr_watched;
+	if (epoll_ctl(l->epoll_fd, EPOLL_CTL_ADD, fd, &ev) < 0)
+		return -errno;
+	l->watched[l->nr_watched].fd = fd;
+	l->watched[l->nr_watched].handler = handler;
+	l->watched[l->nr_watched].poll = poll;
+	l->watched[l->nr_watched].opaque = opaque;
+	l->nr_watched++;
+	return 0;
+}
 
-		snapshot = w->sync_requested;
-		pthread_mutex_unlock(&w->lock);
-		n = epoll_wait(w->epoll_fd, evs, sizeof(evs) / sizeof(evs[0]),
-			       snapshot > w->sync_done ? 0 : -1);
-		pthread_mutex_lock(&w->lock);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			kite_error("virtio %s: queue %u: epoll_wait: %s",
-				   dev->name, w->qidx, strerror(errno));
+/* Take |l|'s lock from outside the loop.  Counted first, so that a
+ * polling loop (which holds its lock while it polls) lets go at once. */
+static void loop_lock(struct virtio_loop *l)
+{
+	__atomic_add_fetch(&l->waiters, 1, __ATOMIC_ACQ_REL);
+	pthread_mutex_lock(&l->lock);
+	__atomic_sub_fetch(&l->waiters, 1, __ATOMIC_ACQ_REL);
+}
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#endif
+}
+
+/* Polling starts (|on|) or ends: the driver's notifications and the
+ * polled fds' signals off, or back on. */
+static void set_polling(struct virtio_loop *l, bool on)
+{
+	for (unsigned q = l->first_q; q < l->first_q + l->nr_q; q++)
+		if (queue_runnable(l->dev, q))
+			virtq_set_notification(&l->dev->queues[q], !on);
+	for (unsigned w = 0; w < l->nr_watched; w++)
+		if (l->watched[w].poll && l->watched[w].poll->quiet)
+			l->watched[w].poll->quiet(l->watched[w].opaque, on);
+}
+
+/* One pass over what a polling loop watches; true if it found work. */
+static bool poll_once(struct virtio_loop *l)
+{
+	struct virtio_device *dev = l->dev;
+	bool found = false;
+
+	for (unsigned q = l->first_q; q < l->first_q + l->nr_q; q++) {
+		if (queue_runnable(dev, q) && virtq_has_avail(&dev->queues[q])) {
+			run_queue(dev, q);
+			found = true;
+		}
+	}
+	for (unsigned w = 0; w < l->nr_watched; w++) {
+		if (l->watched[w].poll &&
+		    l->watched[w].poll->ready(l->watched[w].opaque)) {
+			l->watched[w].handler(dev, l->watched[w].fd,
+					      l->watched[w].opaque);
+			found = true;
+		}
+	}
+	return found;
+}
+
+/* Busy-poll for up to poll_ns after the last work found, the driver's
+ * notifications and the polled fds' signals off meanwhile: a driver that
+ * adds buffers while the device is still busy with the previous batch
+ * then costs neither a notification nor a wake-up.  Anyone waiting for
+ * the lock (reset, queue change, sync, stop) ends it. */
+static void loop_poll(struct virtio_loop *l)
+{
+	uint64_t deadline = now_ns() + l->poll_ns;
+	bool worked = false;
+
+	set_polling(l, true);
+	while (!l->stopping && !__atomic_load_n(&l->waiters, __ATOMIC_ACQUIRE) &&
+	       l->sync_requested == l->sync_done) {
+		uint64_t t;
+
+		if (poll_once(l)) {
+			worked = true;
+			continue;
+		}
+		t = now_ns();
+		if (worked) {
+			deadline = t + l->poll_ns;
+			worked = false;
+		} else if (t >= deadline) {
 			break;
 		}
-		for (i = 0; i < n && !w->stopping; i++) {
-			uint32_t tag = evs[i].data.u32;
-
-			if (tag == w->qidx) {
-				if (read(dev->kick_fd[tag], &val, sizeof(val)) ==
-				    sizeof(val))
-					run_queue(dev, tag);
-			} else if (tag >= TAG_WATCHED &&
-				   tag < TAG_WATCHED + w->nr_watched) {
-				unsigned k = tag - TAG_WATCHED;
-
-				w->watched[k].handler(dev, w->watched[k].fd,
-						      w->watched[k].opaque);
-			} else if (tag == TAG_CTL) {
-				if (read(w->ctl_fd, &val, sizeof(val)) < 0) {
-					/* EAGAIN: already drained */
-				}
-			}
-		}
-		if (w->kick_all && !w->stopping) {
-			/* Kicks before DRIVER_OK were dropped (§2.7.10.2:
-			 * a spurious notification is always allowed). */
-			w->kick_all = false;
-			run_queue(dev, w->qidx);
-		}
-		if (snapshot > w->sync_done) {
-			w->sync_done = snapshot;
-			pthread_cond_broadcast(&w->sync_cond);
-		}
+		cpu_relax();
 	}
-	w->sync_done = UINT64_MAX;
-	pthread_cond_broadcast(&w->sync_cond);
-	pthread_mutex_unlock(&w->lock);
-	return NULL;
+	/* Signals back on; what arrived before that came without one
+	 * (§2.7.10 for the queues), so take it now. */
+	set_polling(l, false);
+	if (!l->stopping)
+		poll_once(l);
 }
 
-int virtio_device_use_queue_threads(struct virtio_device *dev)
+static void *loop_thread(void *arg)
 {
-	struct epoll_event ev = { .events = EPOLLIN };
-	unsigned q;
-	int err;
-
-	if (dev->thread_running)
-		return -EBUSY;
-	if (dev->qworkers)
-		return 0;
-	dev->qworkers = calloc(dev->nr_queues ? dev->nr_queues : 1,
-			       sizeof(*dev->qworkers));
-	if (!dev->qworkers)
-		return -ENOMEM;
-	for (q = 0; q < dev->nr_queues; q++) {
-		struct virtio_queue_worker *w = &dev->qworkers[q];
-
-		w->dev = dev;
-		w->qidx = q;
-		w->epoll_fd = w->ctl_fd = -1;
-		pthread_mutex_init(&w->lock, NULL);
-		pthread_cond_init(&w->sync_cond, NULL);
-	}
-	for (q = 0; q < dev->nr_queues; q++) {
-		struct virtio_queue_worker *w = &dev->qworkers[q];
-
-		w->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
-		w->ctl_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-		if (w->epoll_fd < 0 || w->ctl_fd < 0)
-			goto fail_errno;
-		ev.data.u32 = TAG_CTL;
-		if (epoll_ctl(w->epoll_fd, EPOLL_CTL_ADD, w->ctl_fd, &ev) < 0)
-			goto fail_errno;
-		/* The kick fd moves from the device thread to this one. */
-		if (epoll_ctl(dev->epoll_fd, EPOLL_CTL_DEL, dev->kick_fd[q],
-			      NULL) < 0)
-			goto fail_errno;
-		ev.data.u32 = q;
-		if (epoll_ctl(w->epoll_fd, EPOLL_CTL_ADD, dev->kick_fd[q],
-			      &ev) < 0) {
-			err = -errno;
-			epoll_ctl(dev->epoll_fd, EPOLL_CTL_ADD, dev->kick_fd[q],
-				  &ev);
-			goto fail;
-		}
-	}
-	return 0;
-
-fail_errno:
-	err = -errno;
-fail:
-	/* Give the kick fds back to the device thread. */
-	for (unsigned k = 0; k < q; k++) {
-		ev.data.u32 = k;
-		epoll_ctl(dev->epoll_fd, EPOLL_CTL_ADD, dev->kick_fd[k], &ev);
-	}
-	workers_destroy(dev);
-	return err;
-}
-
-int virtio_queue_watch_fd(struct virtio_device *dev, unsigned qidx, int fd,
-			  virtio_fd_handler handler, void *opaque)
-{
-	struct epoll_event ev = { .events = EPOLLIN };
-	struct virtio_queue_worker *w;
-
-	if (!dev->qworkers)
-		return virtio_device_watch_fd(dev, fd, handler, opaque);
-	if (qidx >= dev->nr_queues)
-		return -EINVAL;
-	w = &dev->qworkers[qidx];
-	if (w->nr_watched >= VIRTIO_MAX_WATCHED_FDS || w->running)
-		return -EBUSY;
-	ev.data.u32 = TAG_WATCHED + w->nr_watched;
-	if (epoll_ctl(w->epoll_fd, EPOLL_CTL_ADD, fd, &ev) < 0)
-		return -errno;
-	w->watched[w->nr_watched].fd = fd;
-	w->watched[w->nr_watched].handler = handler;
-	w->watched[w->nr_watched].opaque = opaque;
-	w->nr_watched++;
-	return 0;
-}
-
-static void workers_stop(struct virtio_device *dev)
-{
-	if (!dev->qworkers)
-		return;
-	for (unsigned q = 0; q < dev->nr_queues; q++) {
-		struct virtio_queue_worker *w = &dev->qworkers[q];
-
-		if (!w->running)
-			continue;
-		pthread_mutex_lock(&w->lock);
-		w->stopping = true;
-		worker_wake(w);
-		pthread_mutex_unlock(&w->lock);
-		pthread_join(w->thread, NULL);
-		w->running = false;
-	}
-}
-
-static void workers_destroy(struct virtio_device *dev)
-{
-	if (!dev->qworkers)
-		return;
-	workers_stop(dev);
-	for (unsigned q = 0; q < dev->nr_queues; q++) {
-		struct virtio_queue_worker *w = &dev->qworkers[q];
-
-		if (w->ctl_fd >= 0)
-			close(w->ctl_fd);
-		if (w->epoll_fd >= 0)
-			close(w->epoll_fd);
-		pthread_mutex_destroy(&w->lock);
-		pthread_cond_destroy(&w->sync_cond);
-	}
-	free(dev->qworkers);
-	dev->qworkers = NULL;
-}
-
-static void *queue_thread(void *arg)
-{
-	struct virtio_device *dev = arg;
+	struct virtio_loop *l = arg;
+	struct virtio_device *dev = l->dev;
 	struct epoll_event evs[VIRTIO_MAX_QUEUES + VIRTIO_MAX_WATCHED_FDS + 1];
 	uint64_t snapshot, val;
 
-	pthread_mutex_lock(&dev->work_lock);
-	while (!dev->stopping) {
+	pthread_mutex_lock(&l->lock);
+	while (!l->stopping) {
+		bool worked;
 		int n, i;
 
 		/* Every sync request counted in |snapshot| wrote the ctl fd
@@ -408,12 +238,11 @@ static void *queue_thread(void *arg)
 		 * batch below contains those kicks.  A pending request makes
 		 * the wait non-blocking (its ctl event may already have been
 		 * consumed by the previous batch). */
-		snapshot = dev->sync_requested;
-		pthread_mutex_unlock(&dev->work_lock);
-		n = epoll_wait(dev->epoll_fd, evs,
-			       sizeof(evs) / sizeof(evs[0]),
-			       snapshot > dev->sync_done ? 0 : -1);
-		pthread_mutex_lock(&dev->work_lock);
+		snapshot = l->sync_requested;
+		pthread_mutex_unlock(&l->lock);
+		n = epoll_wait(l->epoll_fd, evs, sizeof(evs) / sizeof(evs[0]),
+			       snapshot > l->sync_done ? 0 : -1);
+		pthread_mutex_lock(&l->lock);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
@@ -421,130 +250,341 @@ static void *queue_thread(void *arg)
 				   strerror(errno));
 			break;
 		}
-		for (i = 0; i < n && !dev->stopping; i++) {
+		worked = false;
+		for (i = 0; i < n && !l->stopping; i++) {
 			uint32_t tag = evs[i].data.u32;
 
-			if (tag < dev->nr_queues) {
+			if (tag < VIRTIO_MAX_QUEUES) {
 				if (read(dev->kick_fd[tag], &val, sizeof(val)) ==
-				    sizeof(val))
+				    sizeof(val)) {
 					run_queue(dev, tag);
+					worked = true;
+				}
 			} else if (tag >= TAG_WATCHED &&
-				   tag < TAG_WATCHED + dev->nr_watched) {
+				   tag < TAG_WATCHED + l->nr_watched) {
 				unsigned w = tag - TAG_WATCHED;
 
-				dev->watched[w].handler(dev, dev->watched[w].fd,
-							dev->watched[w].opaque);
+				l->watched[w].handler(dev, l->watched[w].fd,
+						      l->watched[w].opaque);
+				worked = true;
 			} else if (tag == TAG_CTL) {
-				if (read(dev->ctl_fd, &val, sizeof(val)) < 0) {
+				if (read(l->ctl_fd, &val, sizeof(val)) < 0) {
 					/* EAGAIN: already drained */
 				}
 			}
 		}
-		if (dev->kick_all && !dev->stopping) {
-			unsigned q;
-
+		if (l->kick_all && !l->stopping) {
 			/* Kicks that came before DRIVER_OK were dropped; a
 			 * spurious notification is always allowed
 			 * (§2.7.10.2), so look at every queue once. */
-			dev->kick_all = false;
-			for (q = 0; q < dev->nr_queues; q++)
-				run_queue(dev, q);
+			l->kick_all = false;
+			for (unsigned q = 0; q < l->nr_q; q++)
+				run_queue(dev, l->first_q + q);
 		}
-		if (snapshot > dev->sync_done) {
-			dev->sync_done = snapshot;
-			pthread_cond_broadcast(&dev->sync_cond);
+		if (snapshot > l->sync_done) {
+			l->sync_done = snapshot;
+			pthread_cond_broadcast(&l->sync_cond);
+		}
+		if (l->poll_ns && worked && !l->stopping)
+			loop_poll(l);
+	}
+	/* Release anyone still waiting in loop_sync(). */
+	l->sync_done = UINT64_MAX;
+	pthread_cond_broadcast(&l->sync_cond);
+	pthread_mutex_unlock(&l->lock);
+	return NULL;
+}
+
+/* Watch the kick fds of the loop's queues (from here on only this loop
+ * sees them) and start its thread. */
+static int loop_start(struct virtio_loop *l)
+{
+	struct virtio_device *dev = l->dev;
+	struct epoll_event ev = { .events = EPOLLIN };
+	unsigned q;
+	int err;
+
+	if (l->running)
+		return -EBUSY;
+	for (q = l->first_q; q < l->first_q + l->nr_q; q++) {
+		ev.data.u32 = q;
+		if (epoll_ctl(l->epoll_fd, EPOLL_CTL_ADD, dev->kick_fd[q],
+			      &ev) < 0) {
+			err = -errno;
+			goto unwatch;
 		}
 	}
-	/* Release anyone still waiting in virtio_device_sync(). */
-	dev->sync_done = UINT64_MAX;
-	pthread_cond_broadcast(&dev->sync_cond);
-	pthread_mutex_unlock(&dev->work_lock);
+	l->stopping = false;
+	err = -pthread_create(&l->thread, NULL, loop_thread, l);
+	if (!err) {
+		l->running = true;
+		return 0;
+	}
+unwatch:
+	while (q-- > l->first_q)
+		epoll_ctl(l->epoll_fd, EPOLL_CTL_DEL, dev->kick_fd[q], NULL);
+	return err;
+}
+
+static void loop_stop(struct virtio_loop *l)
+{
+	if (!l->running)
+		return;
+	loop_lock(l);
+	l->stopping = true;
+	loop_wake(l);
+	pthread_mutex_unlock(&l->lock);
+	pthread_join(l->thread, NULL);
+	l->running = false;
+	for (unsigned q = l->first_q; q < l->first_q + l->nr_q; q++)
+		epoll_ctl(l->epoll_fd, EPOLL_CTL_DEL, l->dev->kick_fd[q], NULL);
+}
+
+static void loop_destroy(struct virtio_loop *l)
+{
+	loop_stop(l);
+	if (l->ctl_fd >= 0)
+		close(l->ctl_fd);
+	if (l->epoll_fd >= 0)
+		close(l->epoll_fd);
+	l->ctl_fd = l->epoll_fd = -1;
+}
+
+/* Wait until the loop has handled what was pending when called. */
+static void loop_sync(struct virtio_loop *l)
+{
+	uint64_t target;
+
+	if (!l->running)
+		return;
+	/* Counted as a waiter throughout: pthread_cond_wait() takes the
+	 * lock again on wake-up, and a polling loop must let it. */
+	__atomic_add_fetch(&l->waiters, 1, __ATOMIC_ACQ_REL);
+	pthread_mutex_lock(&l->lock);
+	target = ++l->sync_requested;
+	loop_wake(l);
+	while (l->sync_done < target)
+		pthread_cond_wait(&l->sync_cond, &l->lock);
+	pthread_mutex_unlock(&l->lock);
+	__atomic_sub_fetch(&l->waiters, 1, __ATOMIC_ACQ_REL);
+}
+
+/* Loop |i| of the device: 0 is the device loop, 1..nr_queues the
+ * queues' (with per-queue threads); NULL past the last. */
+static struct virtio_loop *nth_loop(struct virtio_device *dev, unsigned i)
+{
+	if (i == 0)
+		return &dev->loop;
+	if (dev->queue_loops && i <= dev->nr_queues)
+		return &dev->queue_loops[i - 1];
 	return NULL;
+}
+
+#define for_each_loop(dev, l, i) \
+	for ((i) = 0; ((l) = nth_loop((dev), (i))) != NULL; (i)++)
+
+/* Quiesce every thread that runs device callbacks: the device loop's
+ * lock, then each queue loop's in index order (a queue loop's callbacks
+ * hold only their own lock). */
+static void lock_all_work(struct virtio_device *dev)
+{
+	struct virtio_loop *l;
+	unsigned i;
+
+	for_each_loop(dev, l, i)
+		loop_lock(l);
+}
+
+static void unlock_all_work(struct virtio_device *dev)
+{
+	if (dev->queue_loops)
+		for (unsigned q = dev->nr_queues; q-- > 0;)
+			pthread_mutex_unlock(&dev->queue_loops[q].lock);
+	pthread_mutex_unlock(&dev->loop.lock);
+}
+
+/* Replay one notification per ready queue on every loop (DRIVER_OK). */
+static void kick_all_loops(struct virtio_device *dev)
+{
+	struct virtio_loop *l;
+	unsigned i;
+
+	for_each_loop(dev, l, i) {
+		l->kick_all = l->nr_q > 0;
+		loop_wake(l);
+	}
+}
+
+static void queue_loops_destroy(struct virtio_device *dev)
+{
+	if (!dev->queue_loops)
+		return;
+	for (unsigned q = 0; q < dev->nr_queues; q++) {
+		struct virtio_loop *l = &dev->queue_loops[q];
+
+		loop_destroy(l);
+		pthread_mutex_destroy(&l->lock);
+		pthread_cond_destroy(&l->sync_cond);
+	}
+	free(dev->queue_loops);
+	dev->queue_loops = NULL;
+}
+
+/* ---- lifecycle ------------------------------------------------------- */
+
+int virtio_device_init(struct virtio_device *dev, const char *name,
+		       uint32_t device_id, const struct virtio_device_ops *ops,
+		       const struct guest_memory *mem, unsigned nr_queues,
+		       uint16_t queue_max_size, uint64_t features,
+		       uint32_t config_size)
+{
+	unsigned i;
+	int err;
+
+	if (nr_queues > VIRTIO_MAX_QUEUES || queue_max_size > VIRTQ_MAX_SIZE)
+		return -EINVAL;
+	memset(dev, 0, sizeof(*dev));
+	dev->name = name;
+	dev->device_id = device_id;
+	dev->vendor_id = 0x4b54; /* "KT" */
+	dev->ops = ops;
+	dev->mem = mem;
+	dev->nr_queues = nr_queues;
+	dev->device_features = features | VIRTIO_CORE_FEATURES;
+	dev->config_size = config_size;
+	dev->config_vector = VIRTIO_NO_VECTOR;
+	for (i = 0; i < VIRTIO_MAX_QUEUES; i++) {
+		dev->kick_fd[i] = -1;
+		dev->queues[i].max_size = i < nr_queues ? queue_max_size : 0;
+		dev->queues[i].vector = VIRTIO_NO_VECTOR;
+		virtq_reset(&dev->queues[i]);
+	}
+	pthread_mutex_init(&dev->lock, NULL);
+	err = loop_init(&dev->loop, dev, 0, nr_queues);
+	for (i = 0; !err && i < nr_queues; i++) {
+		dev->kick_fd[i] = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+		if (dev->kick_fd[i] < 0)
+			err = -errno;
+	}
+	if (err)
+		virtio_device_destroy(dev);
+	return err;
+}
+
+void virtio_device_set_transport(struct virtio_device *dev,
+				 const struct virtio_transport_ops *ops,
+				 void *transport)
+{
+	dev->transport_ops = ops;
+	dev->transport = transport;
+}
+
+int virtio_device_watch_fd(struct virtio_device *dev, int fd,
+			   virtio_fd_handler handler, void *opaque)
+{
+	return loop_watch(&dev->loop, fd, handler, NULL, opaque);
+}
+
+int virtio_device_use_queue_threads(struct virtio_device *dev)
+{
+	int err = 0;
+
+	if (dev->loop.running)
+		return -EBUSY;
+	if (dev->queue_loops)
+		return 0;
+	dev->queue_loops = calloc(dev->nr_queues ? dev->nr_queues : 1,
+				  sizeof(*dev->queue_loops));
+	if (!dev->queue_loops)
+		return -ENOMEM;
+	for (unsigned q = 0; q < dev->nr_queues; q++) {
+		int e = loop_init(&dev->queue_loops[q], dev, q, 1);
+
+		if (e && !err)
+			err = e; /* init them all: destroy needs each one */
+	}
+	if (err) {
+		queue_loops_destroy(dev);
+		return err;
+	}
+	/* The kicks now go to the queues' own threads. */
+	dev->loop.nr_q = 0;
+	return 0;
+}
+
+int virtio_queue_watch_fd_polled(struct virtio_device *dev, unsigned qidx,
+				 int fd, virtio_fd_handler handler,
+				 const struct virtio_fd_poll *poll,
+				 void *opaque)
+{
+	if (!dev->queue_loops)
+		return loop_watch(&dev->loop, fd, handler, poll, opaque);
+	if (qidx >= dev->nr_queues)
+		return -EINVAL;
+	return loop_watch(&dev->queue_loops[qidx], fd, handler, poll, opaque);
+}
+
+int virtio_queue_watch_fd(struct virtio_device *dev, unsigned qidx, int fd,
+			  virtio_fd_handler handler, void *opaque)
+{
+	return virtio_queue_watch_fd_polled(dev, qidx, fd, handler, NULL,
+					    opaque);
+}
+
+void virtio_device_set_polling(struct virtio_device *dev, unsigned poll_us)
+{
+	struct virtio_loop *l;
+	unsigned i;
+
+	for_each_loop(dev, l, i)
+		l->poll_ns = (uint64_t)poll_us * 1000;
 }
 
 int virtio_device_start(struct virtio_device *dev)
 {
+	struct virtio_loop *l;
+	unsigned i;
 	int err;
 
-	if (dev->thread_running)
+	if (dev->loop.running)
 		return -EBUSY;
-	dev->stopping = false;
-	err = pthread_create(&dev->thread, NULL, queue_thread, dev);
-	if (err)
-		return -err;
-	dev->thread_running = true;
-	for (unsigned q = 0; dev->qworkers && q < dev->nr_queues; q++) {
-		struct virtio_queue_worker *w = &dev->qworkers[q];
-
-		w->stopping = false;
-		err = pthread_create(&w->thread, NULL, queue_worker_thread, w);
+	for_each_loop(dev, l, i) {
+		err = loop_start(l);
 		if (err) {
-			workers_stop(dev);
-			pthread_mutex_lock(&dev->work_lock);
-			dev->stopping = true;
-			wake_thread(dev);
-			pthread_mutex_unlock(&dev->work_lock);
-			pthread_join(dev->thread, NULL);
-			dev->thread_running = false;
-			return -err;
+			struct virtio_loop *s;
+			unsigned k;
+
+			for_each_loop(dev, s, k)
+				loop_stop(s);
+			return err;
 		}
-		w->running = true;
 	}
 	return 0;
 }
 
 int virtio_device_sync(struct virtio_device *dev)
 {
-	uint64_t target;
+	struct virtio_loop *l;
+	unsigned i;
 
-	if (!dev->thread_running)
+	if (!dev->loop.running)
 		return -ESRCH;
-	pthread_mutex_lock(&dev->work_lock);
-	target = ++dev->sync_requested;
-	wake_thread(dev);
-	while (dev->sync_done < target)
-		pthread_cond_wait(&dev->sync_cond, &dev->work_lock);
-	pthread_mutex_unlock(&dev->work_lock);
-	for (unsigned q = 0; dev->qworkers && q < dev->nr_queues; q++) {
-		struct virtio_queue_worker *w = &dev->qworkers[q];
-
-		if (!w->running)
-			continue;
-		pthread_mutex_lock(&w->lock);
-		target = ++w->sync_requested;
-		worker_wake(w);
-		while (w->sync_done < target)
-			pthread_cond_wait(&w->sync_cond, &w->lock);
-		pthread_mutex_unlock(&w->lock);
-	}
+	for_each_loop(dev, l, i)
+		loop_sync(l);
 	return 0;
 }
 
 void virtio_device_destroy(struct virtio_device *dev)
 {
-	unsigned i;
-
-	/* Queue threads first: they may be waiting in a device callback
-	 * the device thread's handlers would complete. */
-	workers_destroy(dev);
-	if (dev->thread_running) {
-		pthread_mutex_lock(&dev->work_lock);
-		dev->stopping = true;
-		wake_thread(dev);
-		pthread_mutex_unlock(&dev->work_lock);
-		pthread_join(dev->thread, NULL);
-		dev->thread_running = false;
-	}
-	for (i = 0; i < VIRTIO_MAX_QUEUES; i++) {
+	/* Queue loops first: they may be waiting in a device callback
+	 * the device loop's handlers would complete. */
+	queue_loops_destroy(dev);
+	loop_destroy(&dev->loop);
+	for (unsigned i = 0; i < VIRTIO_MAX_QUEUES; i++) {
 		if (dev->kick_fd[i] >= 0)
 			close(dev->kick_fd[i]);
 		dev->kick_fd[i] = -1;
 	}
-	if (dev->ctl_fd >= 0)
-		close(dev->ctl_fd);
-	if (dev->epoll_fd >= 0)
-		close(dev->epoll_fd);
-	dev->ctl_fd = dev->epoll_fd = -1;
 }
 
 /* ---- features (§2.2) ------------------------------------------------- */
@@ -610,6 +650,7 @@ uint8_t virtio_get_status(struct virtio_device *dev)
 
 static void reset_locked(struct virtio_device *dev)
 {
+	struct virtio_loop *l;
 	unsigned i;
 
 	/* Waits for a running queue_notify to finish; after this no device
@@ -622,11 +663,10 @@ static void reset_locked(struct virtio_device *dev)
 	dev->driver_features = 0;
 	dev->driver_features_beyond_64 = false;
 	dev->activated = false;
-	dev->kick_all = false;
+	for_each_loop(dev, l, i)
+		l->kick_all = false;
 	/* §2.1.2: status is 0 after reset -- including NEEDS_RESET. */
 	__atomic_store_n(&dev->status, 0, __ATOMIC_RELEASE);
-	for (i = 0; dev->qworkers && i < dev->nr_queues; i++)
-		dev->qworkers[i].kick_all = false;
 	unlock_all_work(dev);
 }
 
@@ -717,14 +757,7 @@ int virtio_set_status(struct virtio_device *dev, uint8_t status)
 		if (dev->ops->activate && !dev->activated)
 			err = dev->ops->activate(dev);
 		__atomic_store_n(&dev->activated, true, __ATOMIC_RELEASE);
-		/* The device thread replays kicks unless each queue has its
-		 * own thread. */
-		dev->kick_all = !dev->qworkers;
-		wake_thread(dev);
-		for (unsigned q = 0; dev->qworkers && q < dev->nr_queues; q++) {
-			dev->qworkers[q].kick_all = true;
-			worker_wake(&dev->qworkers[q]);
-		}
+		kick_all_loops(dev);
 		unlock_all_work(dev);
 		if (err)
 			virtio_device_needs_reset(dev, "activation failed");

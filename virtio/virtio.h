@@ -31,12 +31,12 @@
  *   but only while DRIVER_OK is set, NEEDS_RESET is not, and the queue is
  *   ready (§2.1.2: no buffers consumed before DRIVER_OK; a legacy driver
  *   may start earlier, at its first queue, §3.1.2).  All device
- *   callbacks that touch queues run on that thread with dev->work_lock
+ *   callbacks that touch queues run on that thread with dev->loop.lock
  *   held, so a device needs no locking of its own for queue state.
  *
  *   Transport API calls come from vCPU threads and are serialised by
  *   dev->lock.  virtio_reset() (status write 0, or a transport reset) takes
- *   dev->work_lock too, so it waits for a running queue_notify to return
+ *   dev->loop.lock too, so it waits for a running queue_notify to return
  *   and guarantees that no device callback runs on the old queues after it
  *   returns ("quiesce synchronously", §2.4).  Device callbacks must
  *   therefore never call the transport API; they use the device API, which
@@ -44,19 +44,19 @@
  *
  *   ops->activate, ops->reset and ops->get_config/set_config run on the
  *   calling (vCPU) thread under dev->lock; activate and reset additionally
- *   hold work_lock, so they never race with queue_notify.
+ *   hold dev->loop.lock, so they never race with queue_notify.
  *
  *   A thread per queue (opt-in: virtio_device_use_queue_threads(), e.g.
  *   virtio-blk with MQ).  Each queue then has its own thread, epoll set
- *   and lock: its kick fd and the fds added with virtio_queue_watch_fd()
+ *   and lock (a struct virtio_loop like the device's, dev->queue_loops): its kick fd and the fds added with virtio_queue_watch_fd()
  *   wake only that thread, and queue_notify(dev, q) and those handlers
  *   run under queue q's lock only, so different queues run in parallel.
  *   The device must then keep per-queue state per queue (or lock it
  *   itself).  The device thread still runs and serves the fds added with
- *   virtio_device_watch_fd() under work_lock.  Reset, activation and
- *   queue enable/disable take work_lock and then every queue lock (in
+ *   virtio_device_watch_fd() under dev->loop.lock.  Reset, activation and
+ *   queue enable/disable take dev->loop.lock and then every queue lock (in
  *   index order), so the "quiesce synchronously" guarantee above holds
- *   for all threads.  A queue callback must not take work_lock or
+ *   for all threads.  A queue callback must not take dev->loop.lock or
  *   another queue's lock.
  *
  * Interrupts
@@ -140,7 +140,6 @@
 #define VIRTIO_MAX_WATCHED_FDS 8
 
 struct virtio_device;
-struct virtio_queue_worker; /* core.c */
 
 /* Implemented by a device type. */
 struct virtio_device_ops {
@@ -157,8 +156,8 @@ struct virtio_device_ops {
 	 * a negative errno to refuse: FEATURES_OK then stays clear (§2.2.2).
 	 * NULL: accept every subset. */
 	int (*validate_features)(struct virtio_device *dev, uint64_t features);
-	/* A kick arrived on queue |qidx| (queue thread, work_lock held; with
-	 * per-queue threads: queue |qidx|'s thread and lock).
+	/* A kick arrived on queue |qidx| (queue thread, dev->loop.lock
+	 * held; with per-queue threads: queue |qidx|'s thread and lock).
 	 * Pop with virtio_queue_pop() until it returns 0 (with EVENT_IDX the
 	 * driver only kicks again once the ring was seen empty), push the
 	 * results, then virtio_queue_notify_driver().  A device that must
@@ -185,6 +184,43 @@ struct virtio_transport_ops {
 /* A callback for an extra fd watched by the queue thread. */
 typedef void (*virtio_fd_handler)(struct virtio_device *dev, int fd,
 				  void *opaque);
+/* How a busy-polling loop (virtio_device_set_polling) looks at a watched
+ * fd without waiting on it. */
+struct virtio_fd_poll {
+	/* Is there work for the fd's handler?  Cheap: no system call. */
+	bool (*ready)(void *opaque);
+	/* NULL, or: stop (quiet) and restart (!quiet) signalling the fd
+	 * while the loop polls -- it does not need the wake-ups then.  After
+	 * a restart the loop calls ready() once more. */
+	void (*quiet)(void *opaque, bool quiet);
+};
+
+/* One event loop: a thread asleep in epoll_wait() on the kick fds of the
+ * queues it serves, the fds watched on it and its ctl eventfd (stop and
+ * sync requests); every callback runs under its lock.  Private to core.c
+ * except |lock|, which tests may take to read device state the loop's
+ * callbacks write. */
+struct virtio_loop {
+	struct virtio_device *dev;
+	unsigned first_q, nr_q;            /* kicks of [first_q, first_q+nr_q) */
+	pthread_mutex_t lock;              /* held while callbacks run */
+	pthread_cond_t sync_cond;
+	int epoll_fd;
+	int ctl_fd;
+	pthread_t thread;
+	bool running, stopping;
+	bool kick_all;                     /* replay kicks after DRIVER_OK */
+	uint64_t sync_requested, sync_done;
+	uint64_t poll_ns;                  /* busy-poll window; 0: never */
+	unsigned waiters;                  /* atomic: threads wanting |lock| */
+	struct {
+		int fd;
+		virtio_fd_handler handler;
+		const struct virtio_fd_poll *poll; /* NULL: not polled */
+		void *opaque;
+	} watched[VIRTIO_MAX_WATCHED_FDS];
+	unsigned nr_watched;
+};
 
 struct virtio_device {
 	/* ---- identity: set through virtio_device_init ---- */
@@ -217,27 +253,12 @@ struct virtio_device {
 	bool driver_features_beyond_64;    /* driver set a bit we can't offer */
 	uint32_t config_generation;        /* atomic access */
 
-	/* ---- queue thread ---- */
-	pthread_mutex_t work_lock;
-	pthread_cond_t sync_cond;
-	int epoll_fd;
-	int ctl_fd;                        /* eventfd: stop / sync requests */
-	int kick_fd[VIRTIO_MAX_QUEUES];
-	pthread_t thread;
-	bool thread_running;
-	bool stopping;
-	uint64_t sync_requested, sync_done;
+	/* ---- event loops (core.c) ---- */
+	int kick_fd[VIRTIO_MAX_QUEUES];    /* eventfds: available buffers */
 	bool activated;                    /* DRIVER_OK seen since reset */
-	bool kick_all;                     /* replay kicks after DRIVER_OK */
-	struct {
-		int fd;
-		virtio_fd_handler handler;
-		void *opaque;
-	} watched[VIRTIO_MAX_WATCHED_FDS];
-	unsigned nr_watched;
-
-	/* ---- per-queue threads (virtio_device_use_queue_threads) ---- */
-	struct virtio_queue_worker *qworkers; /* nr_queues entries, or NULL */
+	struct virtio_loop loop;           /* the device's queue thread */
+	struct virtio_loop *queue_loops;   /* per-queue threads: nr_queues
+					    * entries, or NULL */
 };
 
 /* ====================================================================
@@ -357,8 +378,8 @@ void virtio_device_needs_reset(struct virtio_device *dev, const char *why);
 bool virtio_has_feature(const struct virtio_device *dev, unsigned bit);
 
 /* Watch an extra fd from the queue thread (a TAP fd, a backend completion
- * eventfd).  |handler| runs on the queue thread with work_lock held.  Call
- * before virtio_device_start(). */
+ * eventfd).  |handler| runs on the queue thread with dev->loop.lock held.
+ * Call before virtio_device_start(). */
 int virtio_device_watch_fd(struct virtio_device *dev, int fd,
 			   virtio_fd_handler handler, void *opaque);
 /* The same for the thread of queue |qidx| (per-queue threads): |handler|
@@ -366,5 +387,21 @@ int virtio_device_watch_fd(struct virtio_device *dev, int fd,
  * virtio_device_watch_fd().  Call before virtio_device_start(). */
 int virtio_queue_watch_fd(struct virtio_device *dev, unsigned qidx, int fd,
 			  virtio_fd_handler handler, void *opaque);
+
+/* virtio_queue_watch_fd() with the probes a polling loop uses (|poll|
+ * must outlive the device). */
+int virtio_queue_watch_fd_polled(struct virtio_device *dev, unsigned qidx,
+				 int fd, virtio_fd_handler handler,
+				 const struct virtio_fd_poll *poll,
+				 void *opaque);
+/* Busy-polling, opt-in per device (virtio-blk): after each batch of
+ * events a loop keeps handling its queues' new buffers and its polled
+ * fds for up to |poll_us| microseconds after the last work it found
+ * before it sleeps again, with the driver's available buffer
+ * notifications turned off meanwhile (§2.7.10, §2.8.10).  Trades CPU time
+ * for fewer wake-ups and fewer guest notifications (exits).  A reset,
+ * queue change or sync ends a poll at once.  0 (the default) disables.
+ * Call before virtio_device_start(). */
+void virtio_device_set_polling(struct virtio_device *dev, unsigned poll_us);
 
 #endif

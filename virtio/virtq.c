@@ -259,7 +259,9 @@ static int split_pop(struct virtq *q, struct virtq_elem *elem)
 
 	avail_idx = load_acquire16(AVAIL_IDX(q));
 	if (avail_idx == q->last_avail) {
-		if (!q->event_idx)
+		/* Notifications off: avail_event stays behind, so the
+		 * driver does not kick (the device is polling). */
+		if (!q->event_idx || q->notify_off)
 			return 0;
 		/* Publish where we stopped, then look again: the driver may
 		 * have added a buffer after reading the old avail_event and
@@ -285,7 +287,7 @@ static int split_pop(struct virtq *q, struct virtq_elem *elem)
 	elem->id = head;
 	elem->ndescs = 1;
 	q->last_avail++;
-	if (q->event_idx)
+	if (q->event_idx && !q->notify_off)
 		store16(AVAIL_EVENT(q), q->last_avail);
 	return 1;
 }
@@ -512,14 +514,18 @@ bool virtq_set_notification(struct virtq *q, bool enable)
 {
 	if (!q->ready)
 		return false;
+	q->notify_off = !enable;
 	if (q->packed) {
 		struct pvirtq_event_suppress *dev = q->device;
 		store16(&dev->flags, enable ? RING_EVENT_FLAGS_ENABLE
 					    : RING_EVENT_FLAGS_DISABLE);
 	} else if (q->event_idx) {
-		/* §2.7.10.2: with EVENT_IDX flags stay 0. */
-		if (enable)
-			store16(AVAIL_EVENT(q), q->last_avail);
+		/* §2.7.10.2: with EVENT_IDX flags stay 0.  The driver
+		 * notifies when its new avail idx passes avail_event
+		 * (§2.7.10.1), so one just behind where we read makes every
+		 * buffer it adds now silent. */
+		store16(AVAIL_EVENT(q), enable ? q->last_avail
+					       : (uint16_t)(q->last_avail - 1));
 	} else {
 		store16(USED_FLAGS(q), enable ? 0 : VIRTQ_USED_F_NO_NOTIFY);
 	}

@@ -123,6 +123,7 @@ struct virtq {
 	uint16_t signalled_used;  /* split: used idx at the last notify check */
 	uint32_t used_since_check;/* packed: slots used since the last check */
 	bool signalled_valid;
+	bool notify_off;          /* virtq_set_notification(q, false) */
 };
 
 /* Reset the device-side state and forget the configuration (size becomes
@@ -161,8 +162,10 @@ bool virtq_should_notify(struct virtq *q);
 
 /* Ask the driver for (enable) or not for (disable) available buffer
  * notifications (§2.7.10, §2.8.10).  With EVENT_IDX on a split ring,
- * enabling sets avail_event to the next index we will read.  Returns true
- * when buffers became available meanwhile (re-check after enabling). */
+ * enabling sets avail_event to the next index we will read, and while
+ * disabled virtq_pop() leaves avail_event where it was (so the driver,
+ * whose new buffers are past it, does not notify).  Returns true when
+ * buffers became available meanwhile (re-check after enabling). */
 bool virtq_set_notification(struct virtq *q, bool enable);
 
 /* True when at least one chain is available (no validation). */

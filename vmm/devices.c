@@ -124,7 +124,7 @@ static void console_destroy(struct virtio_device *dev)
 }
 
 /* --device blk,path=FILE[,ro=on][,format=raw|qcow2][,serial=S]
- * [,cache=writeback|writethrough|none|unsafe][,queues=N]; also spelled
+ * [,cache=writeback|writethrough|none|unsafe][,queues=N][,poll=US]; also spelled
  * -d FILE[,ro][,...] (vmm/cli.c). */
 static int blk_check_param(const char *key, const char *value, char *err,
 			   size_t errlen)
@@ -183,9 +183,19 @@ static int blk_check_param(const char *key, const char *value, char *err,
 		}
 		return 0;
 	}
+	if (strcmp(key, "poll") == 0) {
+		n = strtoul(value, &end, 10);
+		if (!*value || *end || n > VIRTIO_BLK_MAX_POLL_US) {
+			snprintf(err, errlen,
+				 "poll=%s: expected microseconds, 0-%d", value,
+				 VIRTIO_BLK_MAX_POLL_US);
+			return -EINVAL;
+		}
+		return 0;
+	}
 	snprintf(err, errlen,
 		 "unknown parameter '%s' (path, ro, format, serial, cache, "
-		 "queues)", key);
+		 "queues, poll)", key);
 	return -EINVAL;
 }
 
@@ -198,10 +208,13 @@ static int blk_create(const struct device_config *dc,
 	const char *format = device_config_param(dc, "format");
 	const char *cache = device_config_param(dc, "cache");
 	const char *queues = device_config_param(dc, "queues");
+	const char *poll = device_config_param(dc, "poll");
 	struct disk_options o = { .format = DISK_FORMAT_AUTO };
 	struct virtio_blk_options bo = {
 		.serial = device_config_param(dc, "serial"),
 		.num_queues = queues ? (unsigned)strtoul(queues, NULL, 10) : 1,
+		.poll_us = poll ? (unsigned)strtoul(poll, NULL, 10)
+				: VIRTIO_BLK_DEFAULT_POLL_US,
 	};
 	struct virtio_blk *blk;
 	struct disk *disk;

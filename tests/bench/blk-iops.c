@@ -16,8 +16,10 @@
  * medians of the IOPS and of the pairwise ratios are printed.
  *
  * usage: blk-iops [-f FILE] [-s SIZE_MIB] [-t SECONDS] [-r ROUNDS] [-d|-b]
+ *                 [-p] [-P US]
  *   -d  O_DIRECT only, -b buffered only (default: both)
- *   -p  device backend on the thread pool instead of io_uring      */
+ *   -p  device backend on the thread pool instead of io_uring
+ *   -P  the device's busy-poll window (kite's poll=US; default kite's) */
 #include <errno.h>
 #include <fcntl.h>
 #include <liburing.h>
@@ -44,6 +46,7 @@ static double now(void)
 #define MAX_ROUNDS 15
 
 static bool use_pool;
+static unsigned poll_us = VIRTIO_BLK_DEFAULT_POLL_US;
 
 static int cmp_double(const void *a, const void *b)
 {
@@ -259,7 +262,9 @@ static void bench_mode(const char *path, bool direct, uint64_t size,
 		       direct ? "O_DIRECT" : "buffered", why);
 		return;
 	}
-	if (virtio_blk_init(&blk, "blk0", &drv.mem, disk, NULL)) {
+	struct virtio_blk_options bo = { .poll_us = poll_us };
+
+	if (virtio_blk_init(&blk, "blk0", &drv.mem, disk, &bo)) {
 		fprintf(stderr, "blk-iops: virtio_blk_init failed\n");
 		exit(1);
 	}
@@ -270,8 +275,9 @@ static void bench_mode(const char *path, bool direct, uint64_t size,
 		slots[i].data = vtd_alloc(&drv, BS, BS);
 		slots[i].status = vtd_alloc(&drv, 1, 1);
 	}
-	printf("  %s, backend %s\n", direct ? "O_DIRECT" : "buffered (page cache)",
-	       disk_uses_io_uring(disk) ? "io_uring" : "thread pool");
+	printf("  %s, backend %s, poll=%u\n",
+	       direct ? "O_DIRECT" : "buffered (page cache)",
+	       disk_uses_io_uring(disk) ? "io_uring" : "thread pool", poll_us);
 	printf("  %-10s %3s %12s %12s %7s\n", "pattern", "qd", "device IOPS",
 	       "host IOPS", "ratio");
 	for (int w = 0; w < 2; w++) {
@@ -319,7 +325,7 @@ int main(int argc, char **argv)
 	unsigned rounds = 5;
 	int opt, modes = 3, fd;
 
-	while ((opt = getopt(argc, argv, "f:s:t:r:dbp")) != -1) {
+	while ((opt = getopt(argc, argv, "f:s:t:r:dbpP:")) != -1) {
 		switch (opt) {
 		case 'f': path = optarg; break;
 		case 's': size = strtoull(optarg, NULL, 0) << 20; break;
@@ -328,9 +334,11 @@ int main(int argc, char **argv)
 		case 'd': modes = 2; break;
 		case 'b': modes = 1; break;
 		case 'p': use_pool = true; break;
+		case 'P': poll_us = (unsigned)strtoul(optarg, NULL, 0); break;
 		default:
 			fprintf(stderr, "usage: %s [-f FILE] [-s MIB] [-t SECONDS] "
-					"[-r ROUNDS] [-d|-b] [-p]\n", argv[0]);
+					"[-r ROUNDS] [-d|-b] [-p] [-P US]\n",
+				argv[0]);
 			return 2;
 		}
 	}

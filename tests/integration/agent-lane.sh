@@ -9,7 +9,8 @@
 #
 # BZIMAGE defaults to what `make guest-kernel` builds (built here if
 # missing).  Per transport it prepares raw, qcow2 and read-only disk
-# images with host-written patterns and two virtio-console ports whose
+# images with host-written patterns (the qcow2 disk's thread busy-polls:
+# poll=50) and two virtio-console ports whose
 # host peers (tests/guest-kernel/host.py) exchange patterns with the
 # guest; passes every expectation on the kernel command line
 # (kite_agent.*, see tests/guest-kernel/README.md); parses the agent's TAP
@@ -258,7 +259,7 @@ for t in $TRANSPORTS; do
 		--device rng \
 		--device "console,port=kite.port1:$d/port1.sock,port=kite.port2:$d/port2.sock" \
 		-d "$d/raw.img,format=raw,serial=kite-raw" \
-		-d "$d/qcow2.img,format=qcow2,serial=kite-qcow2" \
+		-d "$d/qcow2.img,format=qcow2,serial=kite-qcow2,poll=50" \
 		-d "$d/ro.img,ro,format=raw,serial=kite-ro" \
 		-p "$params" < /dev/null > "$d/serial.log" 2>&1 &
 	vm=$!

@@ -511,10 +511,11 @@ START_TEST(disk_option_is_shorthand_for_blk_device)
 	ck_assert_str_eq(device_config_param(dc, "cache"), "none");
 	ck_assert_str_eq(cfg.devices[2].kind->name, "rng");
 	/* The long form is the same device. */
-	snprintf(arg, sizeof(arg), "blk,path=%s,queues=4,transport=mmio",
-		 initrd);
+	snprintf(arg, sizeof(arg),
+		 "blk,path=%s,queues=4,poll=0,transport=mmio", initrd);
 	ck_assert_int_eq(PARSE("-k", kernel, "--device", arg), CLI_OK);
 	ck_assert_str_eq(device_config_param(&cfg.devices[0], "queues"), "4");
+	ck_assert_str_eq(device_config_param(&cfg.devices[0], "poll"), "0");
 	ck_assert_int_eq(cfg.devices[0].transport, TRANSPORT_MMIO);
 }
 END_TEST
@@ -538,6 +539,11 @@ START_TEST(bad_disk_values)
 	ck_assert_int_eq(PARSE("-k", kernel, "-d", arg), CLI_ERROR);
 	ck_assert_ptr_nonnull(strstr(err, "colour"));
 	snprintf(arg, sizeof(arg), "%s,queues=99", initrd);
+	ck_assert_int_eq(PARSE("-k", kernel, "-d", arg), CLI_ERROR);
+	snprintf(arg, sizeof(arg), "%s,poll=2000000", initrd);
+	ck_assert_int_eq(PARSE("-k", kernel, "-d", arg), CLI_ERROR);
+	ck_assert_ptr_nonnull(strstr(err, "poll=2000000"));
+	snprintf(arg, sizeof(arg), "%s,poll=", initrd);
 	ck_assert_int_eq(PARSE("-k", kernel, "-d", arg), CLI_ERROR);
 	ck_assert_int_eq(PARSE("-k", kernel, "-d", ""), CLI_ERROR);
 	ck_assert_int_eq(PARSE("-k", kernel, "-d"), CLI_ERROR);

@@ -44,12 +44,15 @@ static void make_raw(const char *p, uint64_t size)
 	close(fd);
 }
 
+static unsigned start_poll_us; /* the next start_blk's poll window */
+
 /* Open |path| and build the device on it. */
 static void start_blk(const char *path, bool ro, unsigned nq,
 		      const char *serial)
 {
 	struct disk_options o = { .read_only = ro };
-	struct virtio_blk_options bo = { .serial = serial, .num_queues = nq };
+	struct virtio_blk_options bo = { .serial = serial, .num_queues = nq,
+					 .poll_us = start_poll_us };
 	char why[200];
 
 	ck_assert_msg(disk_open(path, &o, &disk, why, sizeof(why)) == 0, "%s",
@@ -993,7 +996,7 @@ static void mq_parallel_io(unsigned nq)
 	ck_assert_uint_le(nq, 4);
 	memset(qs, 0, sizeof(qs));
 	ck_assert(DEV->device_features & F(VIRTIO_BLK_F_MQ));
-	ck_assert_ptr_nonnull(DEV->qworkers);
+	ck_assert_ptr_nonnull(DEV->queue_loops);
 	for (unsigned q = 0; q < nq; q++)
 		ck_assert_int_eq(vtd_vq_init(&qs[q], &drv, 128, false, false), 0);
 	ck_assert_int_eq(vtd_negotiate(&drv, F_BASIC | F(VIRTIO_BLK_F_MQ)), 0);
@@ -1216,7 +1219,7 @@ static void par_start(void)
 static void par_stop(void)
 {
 	virtio_device_destroy(&par.vdev);
-	ck_assert_ptr_null(par.vdev.qworkers);
+	ck_assert_ptr_null(par.vdev.queue_loops);
 	close(par.efd);
 	for (int q = 0; q < 2; q++)
 		vtd_vq_destroy(&par.vq[q]);
@@ -1293,6 +1296,97 @@ START_TEST(test_core_queue_threads_reset_waits_for_every_queue)
 }
 END_TEST
 
+/* ---- busy-polling (virtio_device_set_polling) ---- */
+
+/* Collect one used buffer without virtio_device_sync() (a sync ends a
+ * poll): 1, or 0 after about 5 s. */
+static int get_used_unsynced(uint32_t *id, uint32_t *len)
+{
+	for (int i = 0; i < 5000; i++) {
+		if (vtd_vq_get_used(&vq, id, len) == 1)
+			return 1;
+		usleep(1000);
+	}
+	return 0;
+}
+
+/* Restart the device with a poll window of |poll_us| and bring the
+ * driver up with EVENT_IDX.  A request kicked without a sync then leaves
+ * the queue thread in its poll, which shows as avail_event one behind
+ * the next index the device reads (virtq_set_notification). */
+static void start_polling(unsigned poll_us)
+{
+	struct vtd_sg st = { vtd_alloc(&drv, 1, 1), 1, true };
+	struct vtd_sg sg[2] = { { put_hdr(VIRTIO_BLK_T_FLUSH, 0), 16, false },
+				st };
+	bool polling = false;
+	uint32_t id, len;
+
+	stop_blk();
+	start_poll_us = poll_us;
+	start_blk(img, false, 1, NULL);
+	start_poll_us = 0;
+	ck_assert_int_eq(vtd_vq_init(&vq, &drv, 128, false, true), 0);
+	ck_assert_int_eq(vtd_negotiate(&drv, F_BASIC |
+				       F(VIRTIO_F_EVENT_IDX)), 0);
+	ck_assert_int_eq(vtd_setup_queue(&drv, 0, &vq), 0);
+	ck_assert_int_eq(vtd_driver_ok(&drv), 0);
+	ck_assert_int_ge(vtd_vq_add(&vq, sg, 2, false), 0);
+	ck_assert(vtd_vq_should_kick(&vq));
+	virtio_queue_kick(DEV, 0);
+	ck_assert_int_eq(get_used_unsynced(&id, &len), 1);
+	for (int i = 0; i < 5000 && !polling; i++) {
+		polling = vtd_split_avail_event(&vq) == 0;
+		if (!polling)
+			usleep(1000);
+	}
+	ck_assert_msg(polling, "queue thread never turned notifications off "
+		      "(avail_event %u)", vtd_split_avail_event(&vq));
+}
+
+START_TEST(test_polling_serves_buffers_without_a_notification)
+{
+	uint64_t d = buffer(4096, 0x6b);
+	struct vtd_sg sg[3] = {
+		{ put_hdr(VIRTIO_BLK_T_OUT, 24), 16, false },
+		{ d, 4096, false },
+		{ vtd_alloc(&drv, 1, 1), 1, true },
+	};
+	uint8_t back[4096], want[4096];
+	uint32_t id, len;
+
+	start_polling(60u * 1000 * 1000);
+	*(uint8_t *)vtd_ptr(&drv, sg[2].gpa, 1) = 0xee;
+	ck_assert_int_ge(vtd_vq_add(&vq, sg, 3, false), 0);
+	/* §2.7.10: the device asked for no notification ... */
+	ck_assert(!vtd_vq_should_kick(&vq));
+	/* ... and takes the buffer anyway: no kick, no sync. */
+	ck_assert_int_eq(get_used_unsynced(&id, &len), 1);
+	ck_assert_uint_eq(*(uint8_t *)vtd_ptr(&drv, sg[2].gpa, 1),
+			  VIRTIO_BLK_S_OK);
+	file_read(24 * 512, back, sizeof(back));
+	memset(want, 0x6b, sizeof(want));
+	ck_assert_mem_eq(back, want, sizeof(want));
+}
+END_TEST
+
+/* A reset must not wait for the poll window (an hour here): the poll
+ * lets go as soon as someone wants the queue thread's lock.  Failing
+ * shows as the test's timeout. */
+START_TEST(test_polling_ends_at_once_for_a_reset_and_a_sync)
+{
+	start_polling(3600u * 1000 * 1000);
+	ck_assert_int_eq(virtio_device_sync(DEV), 0);
+	virtio_reset(DEV);
+	ck_assert_uint_eq(virtio_get_status(DEV), 0);
+	/* Works again after re-initialisation, notifications back on. */
+	vtd_vq_destroy(&vq);
+	bring_up(F_BASIC, false);
+	ck_assert_uint_eq(request(VIRTIO_BLK_T_FLUSH, 0, NULL, 0, NULL),
+			  VIRTIO_BLK_S_OK);
+}
+END_TEST
+
 static Suite *virtio_blk_suite(void)
 {
 	Suite *s = suite_create("virtio_blk");
@@ -1339,6 +1433,13 @@ static Suite *virtio_blk_suite(void)
 	tcase_add_test(tc, test_2_4_mq_reset_with_requests_in_flight_on_every_queue);
 	tcase_add_test(tc, test_core_queue_threads_run_queues_in_parallel);
 	tcase_add_test(tc, test_core_queue_threads_reset_waits_for_every_queue);
+	tcase_add_test(tc, test_polling_serves_buffers_without_a_notification);
+	suite_add_tcase(s, tc);
+	/* Short timeout: a poll that held the lock would run for an hour. */
+	tc = tcase_create("polling");
+	tcase_add_checked_fixture(tc, setup_default, teardown);
+	tcase_set_timeout(tc, 20);
+	tcase_add_test(tc, test_polling_ends_at_once_for_a_reset_and_a_sync);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -229,10 +229,10 @@ static int find_ctrl(const struct ctrl *cs, int n, uint32_t id, uint16_t event)
 	do {                                                             \
 		bool ok_ = false;                                        \
 		for (int w_ = 0; w_ < 10000; w_++) {                     \
-			/* under work_lock: |cond| may read device state */ \
-			pthread_mutex_lock(&DEV->work_lock);             \
+			/* under the device loop.s lock: |cond| may read device state */ \
+			pthread_mutex_lock(&DEV->loop.lock);             \
 			ok_ = (cond);                                    \
-			pthread_mutex_unlock(&DEV->work_lock);           \
+			pthread_mutex_unlock(&DEV->loop.lock);           \
 			if (ok_)                                         \
 				break;                                   \
 			virtio_device_sync(DEV);                         \

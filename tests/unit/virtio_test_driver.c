@@ -464,6 +464,13 @@ bool vtd_vq_should_kick(struct vtd_vq *vq)
 	}
 }
 
+void vtd_vq_mark_kicked(struct vtd_vq *vq)
+{
+	vq->kicked_avail = vq->avail_idx;
+	vq->kicked_next_avail = vq->next_avail;
+	vq->kicked_wrap = vq->avail_wrap;
+}
+
 void vtd_vq_suppress_interrupts(struct vtd_vq *vq, bool suppress)
 {
 	if (vq->packed) {

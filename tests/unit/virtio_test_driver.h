@@ -98,8 +98,12 @@ void vtd_vq_destroy(struct vtd_vq *vq);
  * packed: buffer id) or a negative errno (-ENOSPC when full). */
 int vtd_vq_add(struct vtd_vq *vq, const struct vtd_sg *sg, unsigned n,
 	       bool indirect);
-/* After adds: does the device want a notification (§2.7.10, §2.8.10)? */
+/* After adds: does the device want a notification (§2.7.10, §2.8.10)?
+ * Counts the buffers added since the previous check or mark. */
 bool vtd_vq_should_kick(struct vtd_vq *vq);
+/* The driver notified without asking (vtd_kick): the next
+ * vtd_vq_should_kick() counts from here. */
+void vtd_vq_mark_kicked(struct vtd_vq *vq);
 /* Collect one used buffer: 1 (filling id and len), 0 when none. */
 int vtd_vq_get_used(struct vtd_vq *vq, uint32_t *id, uint32_t *len);
 /* Driver-side notification suppression: split flags / used_event, packed

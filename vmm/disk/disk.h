@@ -122,6 +122,14 @@ void disk_unplug(struct disk *disk);
 
 /* An eventfd that becomes readable when completions are pending. */
 int disk_completion_fd(const struct disk *disk);
+/* Are completions waiting for disk_process_completions()?  A cheap probe
+ * (no system call) for a busy-polling caller; may miss a completion the
+ * eventfd will still report. */
+bool disk_completions_ready(struct disk *disk);
+/* Stop (quiet) or restart signalling the completion fd, for a caller
+ * that polls disk_completions_ready() meanwhile; after a restart, look
+ * once more.  io_uring only (the thread pool always signals). */
+void disk_quiet_completions(struct disk *disk, bool quiet);
 /* Run the callbacks of every finished request; returns how many. */
 unsigned disk_process_completions(struct disk *disk);
 /* Wait until no request is in flight (running callbacks). */

@@ -60,6 +60,7 @@ struct disk {
 	int event_fd;
 	unsigned inflight;          /* owner thread only */
 	bool uring_ok, plugged;
+	bool quiet;                 /* completion eventfd signals off */
 	unsigned uring_queued;      /* SQEs prepared, not yet submitted */
 	struct io_uring ring;
 
