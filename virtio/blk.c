@@ -396,8 +396,9 @@ static void blk_queue_notify(struct virtio_device *dev, unsigned qidx)
 	disk_unplug(bq->disk);
 	/* Reads from the page cache often complete during the submission
 	 * itself: return them now, in this batch's notification, rather
-	 * than after another trip through epoll. */
-	if (disk_inflight(bq->disk))
+	 * than after another trip through epoll.  (Only then: for I/O
+	 * still in flight the look would cost a system call for nothing.) */
+	if (disk_inflight(bq->disk) && disk_completions_ready(bq->disk))
 		disk_process_completions(bq->disk);
 	send_notification(bq);
 }
