@@ -499,9 +499,10 @@ int vm_create(struct vm *vm, const struct vm_config *cfg, char *err,
 			kite_error("note: PVM host (kvm_pvm): guest kernel code runs emulated; "
 				   "kite hides CPU features the emulator refuses (CX16, POPCNT, "
 				   "XSAVE/AVX, SSSE3, SMAP, FSGSBASE, RDTSCP, ERMS/FSRM), adds "
-				   "'%s' to the kernel command line, unpacks a compressed initramfs "
-				   "on the host and completes int3, int n, fences and "
-				   "ldmxcsr/stmxcsr itself", pvm_kernel_params);
+				   "'%s 8250.nr_uarts=%u' to the kernel command line, unpacks a "
+				   "compressed initramfs on the host and completes int3, int n, "
+				   "fences and ldmxcsr/stmxcsr itself", pvm_kernel_params,
+				   cfg->nr_serial);
 	}
 
 	vm->vcpus = calloc(cfg->nr_vcpus, sizeof(*vm->vcpus));

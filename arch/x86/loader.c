@@ -98,7 +98,8 @@ static int load_linux(struct guest_memory *mem, const struct vm_config *cfg,
 	int rc;
 
 	if (ctx->pvm_profile) {
-		size_t len = strlen(cfg->cmdline) + strlen(pvm_kernel_params) + 2;
+		size_t len = strlen(cfg->cmdline) + strlen(pvm_kernel_params) +
+			     PVM_CMDLINE_EXTRA;
 
 		/* The guest would inflate a compressed initramfs emulated:
 		 * minutes for a few MiB. */
@@ -107,7 +108,7 @@ static int load_linux(struct guest_memory *mem, const struct vm_config *cfg,
 		cmdline = malloc(len);
 		if (!cmdline)
 			return -ENOMEM;
-		pvm_cmdline(cfg->cmdline, cmdline, len);
+		pvm_cmdline(cfg->cmdline, cfg->nr_serial, cmdline, len);
 		p.cmdline = cmdline;
 	}
 	rc = x86_linux_load(mem, &p, entry, &info, err, errlen);
@@ -170,14 +171,15 @@ static int load_linux_bios(struct guest_memory *mem,
 		p.initrd_size = initrd_size;
 	}
 	if (ctx->pvm_profile) {
-		size_t len = strlen(cfg->cmdline) + strlen(pvm_kernel_params) + 2;
+		size_t len = strlen(cfg->cmdline) + strlen(pvm_kernel_params) +
+			     PVM_CMDLINE_EXTRA;
 
 		cmdline = malloc(len);
 		if (!cmdline) {
 			free(initrd);
 			return -ENOMEM;
 		}
-		pvm_cmdline(cfg->cmdline, cmdline, len);
+		pvm_cmdline(cfg->cmdline, cfg->nr_serial, cmdline, len);
 		p.cmdline = cmdline;
 	}
 	rc = x86_bios_load_linux(mem, &p, entry, &info, err, errlen);

@@ -39,6 +39,9 @@
  *     when the host was busy (the test kernel's wall clock lost 11-17 s in
  *     a minute beside another guest; with kvm-clock, whose time KVM keeps
  *     correcting from the host, it kept within the test's 10 s).
+ * pvm_cmdline() adds 8250.nr_uarts=N, N the UARTs kite emulates (--serial):
+ * otherwise the 8250 driver probes all four legacy ports, seconds emulated
+ * for ports that are not there.
  * A user parameter later on the command line overrides any of these
  * (e.g. mitigations=auto).
  * cmpxchg16b is refused too, but KVM honours hiding CX16 in CPUID, so no
@@ -96,10 +99,12 @@ void pvm_mask_cpuid(struct kvm_cpuid2 *c)
 	}
 }
 
-int pvm_cmdline(const char *user, char *out, size_t outlen)
+int pvm_cmdline(const char *user, unsigned nr_uarts, char *out,
+		size_t outlen)
 {
-	int n = snprintf(out, outlen, "%s%s%s", pvm_kernel_params,
-			 user && *user ? " " : "", user ? user : "");
+	int n = snprintf(out, outlen, "%s 8250.nr_uarts=%u%s%s",
+			 pvm_kernel_params, nr_uarts, user && *user ? " " : "",
+			 user ? user : "");
 
 	return n < 0 || (size_t)n >= outlen ? -E2BIG : 0;
 }

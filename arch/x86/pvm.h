@@ -29,7 +29,10 @@ extern const char pvm_kernel_params[];
 /* Clear the refused features from a CPUID table. */
 void pvm_mask_cpuid(struct kvm_cpuid2 *cpuid);
 
-/* Build "PVM_PARAMS USER_PARAMS" into |out|; -E2BIG if it does not fit. */
-int pvm_cmdline(const char *user, char *out, size_t outlen);
+/* Build "PVM_PARAMS 8250.nr_uarts=N USER_PARAMS" into |out|, N the
+ * number of UARTs the VM has; -E2BIG if it does not fit. */
+#define PVM_CMDLINE_EXTRA 32 /* bytes beyond the two parameter strings */
+int pvm_cmdline(const char *user, unsigned nr_uarts, char *out,
+		size_t outlen);
 
 #endif

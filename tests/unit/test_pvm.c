@@ -3,6 +3,7 @@
 #include <check.h>
 #include <errno.h>
 #include <linux/kvm.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -21,14 +22,23 @@ END_TEST
 
 START_TEST(test_cmdline_puts_user_params_last)
 {
-	char out[1024];
+	char out[1024], want[1024];
 
-	ck_assert_int_eq(pvm_cmdline("console=ttyS0 quiet", out, sizeof(out)), 0);
-	ck_assert_ptr_eq(strstr(out, pvm_kernel_params), out);
-	ck_assert_str_eq(out + strlen(pvm_kernel_params), " console=ttyS0 quiet");
-	ck_assert_int_eq(pvm_cmdline("", out, sizeof(out)), 0);
-	ck_assert_str_eq(out, pvm_kernel_params);
-	ck_assert_int_eq(pvm_cmdline("x", out, 10), -E2BIG);
+	ck_assert_int_eq(pvm_cmdline("console=ttyS0 quiet", 1, out,
+				     sizeof(out)), 0);
+	snprintf(want, sizeof(want), "%s 8250.nr_uarts=1 console=ttyS0 quiet",
+		 pvm_kernel_params);
+	ck_assert_str_eq(out, want);
+	/* The UART count is the VM's (--serial N). */
+	ck_assert_int_eq(pvm_cmdline("", 4, out, sizeof(out)), 0);
+	snprintf(want, sizeof(want), "%s 8250.nr_uarts=4", pvm_kernel_params);
+	ck_assert_str_eq(out, want);
+	ck_assert_int_eq(pvm_cmdline("x", 1, out, 10), -E2BIG);
+	/* What the loader allocates is always enough. */
+	ck_assert_int_eq(pvm_cmdline("console=ttyS0", 4, out,
+				     strlen("console=ttyS0") +
+					     strlen(pvm_kernel_params) +
+					     PVM_CMDLINE_EXTRA), 0);
 }
 END_TEST
 
