@@ -185,35 +185,6 @@ int x86_bios_install(struct guest_memory *mem, const struct e820_entry *map,
 	return rc;
 }
 
-/* Highest page-aligned spot for |size| bytes in a RAM entry of |map|
- * within [low, limit); 0 or -E2BIG. */
-static int place_initrd(const struct e820_entry *map, unsigned nr,
-			uint64_t size, uint64_t low, uint64_t limit,
-			uint64_t *gpa)
-{
-	bool found = false;
-
-	for (unsigned i = 0; i < nr; i++) {
-		uint64_t a = map[i].addr, b = map[i].addr + map[i].size, start;
-
-		if (map[i].type != E820_TYPE_RAM)
-			continue;
-		if (b > limit)
-			b = limit;
-		if (a < low)
-			a = low;
-		if (b <= a || b - a < size)
-			continue;
-		start = (b - size) & ~(PAGE_4K - 1);
-		if (start < a)
-			continue;
-		if (!found || start > *gpa)
-			*gpa = start;
-		found = true;
-	}
-	return found ? 0 : -E2BIG;
-}
-
 int x86_bios_load_linux(struct guest_memory *mem,
 			const struct x86_bios_linux_params *p,
 			struct x86_boot_entry *entry,
@@ -321,7 +292,7 @@ int x86_bios_load_linux(struct guest_memory *mem,
 						   : 0x37FFFFFFULL) + 1;
 		if (initrd_limit > GIB4)
 			initrd_limit = GIB4;
-		rc = place_initrd(map, nr, p->initrd_size,
+		rc = e820_place_high(map, nr, p->initrd_size,
 				  (kernel_end + PAGE_4K - 1) & ~(PAGE_4K - 1),
 				  initrd_limit, &info->initrd_start);
 		if (rc) {

@@ -86,3 +86,34 @@ int e820_insert_reserved(struct e820_entry *map, unsigned max, unsigned *nr,
 	(*nr)++;
 	return 0;
 }
+
+int e820_place_high(const struct e820_entry *map, unsigned nr, uint64_t size,
+		    uint64_t low, uint64_t limit, uint64_t *gpa)
+{
+	uint64_t best = 0;
+	bool found = false;
+
+	for (unsigned i = 0; i < nr; i++) {
+		uint64_t a = map[i].addr, b = map[i].addr + map[i].size, start;
+
+		if (map[i].type != E820_TYPE_RAM)
+			continue;
+		if (b > limit)
+			b = limit;
+		if (a < low)
+			a = low;
+		if (b <= a || b - a < size)
+			continue;
+		start = (b - size) & ~(uint64_t)(4096 - 1) /* page aligned */;
+		if (start < a)
+			continue;
+		if (!found || start > best) {
+			best = start;
+			found = true;
+		}
+	}
+	if (!found)
+		return -E2BIG;
+	*gpa = best;
+	return 0;
+}

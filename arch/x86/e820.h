@@ -48,4 +48,10 @@ int e820_from_guest_memory(const struct guest_memory *mem,
 int e820_insert_reserved(struct e820_entry *map, unsigned max, unsigned *nr,
 			 uint64_t addr, uint64_t size);
 
+/* The highest page-aligned start of |size| bytes inside one RAM entry of
+ * |map|, within [low, limit) (e.g. where a boot loader puts the initrd).
+ * Returns 0 with *gpa set, or -E2BIG when no RAM entry has the room. */
+int e820_place_high(const struct e820_entry *map, unsigned nr, uint64_t size,
+		    uint64_t low, uint64_t limit, uint64_t *gpa);
+
 #endif

@@ -229,41 +229,7 @@ static int write_identity_page_tables(const struct guest_memory *mem)
 	return 0;
 }
 
-/* Place the initrd as high as possible below |limit| in an e820 RAM
- * entry, above |low|, page aligned; 0 or -E2BIG. */
-static int place_initrd(const struct e820_entry *map, unsigned nr,
-			uint64_t size, uint64_t low, uint64_t limit,
-			uint64_t *gpa)
-{
-	uint64_t best = 0;
-	bool found = false;
-
-	for (unsigned i = 0; i < nr; i++) {
-		uint64_t a = map[i].addr, b = map[i].addr + map[i].size, start;
-
-		if (map[i].type != E820_TYPE_RAM)
-			continue;
-		if (b > limit)
-			b = limit;
-		if (a < low)
-			a = low;
-		if (b <= a || b - a < size)
-			continue;
-		start = (b - size) & ~(PAGE_SIZE_4K - 1);
-		if (start < a)
-			continue;
-		if (!found || start > best) {
-			best = start;
-			found = true;
-		}
-	}
-	if (!found)
-		return -E2BIG;
-	*gpa = best;
-	return 0;
-}
-
-/* Load the initrd file, placed as place_initrd() says.  With |unpack|
+/* Load the initrd file, placed as e820_place_high() says.  With |unpack|
  * (the PVM profile), compressed archives are decompressed here first
  * (initrd_unpack()), so that a guest whose kernel code is emulated only
  * copies them; *file_size is the file's size either way. */
@@ -294,7 +260,7 @@ static int load_initrd(const struct guest_memory *mem, const char *path,
 		data = unpacked;
 		len = unpacked_len;
 	}
-	rc = place_initrd(map, nr, (uint64_t)len, low, limit, gpa);
+	rc = e820_place_high(map, nr, (uint64_t)len, low, limit, gpa);
 	if (rc == 0)
 		rc = guest_memory_translate(mem, *gpa, (uint64_t)len,
 					    (void **)&hva);

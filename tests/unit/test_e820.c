@@ -85,6 +85,28 @@ START_TEST(reserved_window_empty_wrapping_or_no_room)
 }
 END_TEST
 
+START_TEST(place_high_takes_the_highest_page_in_ram_below_the_limit)
+{
+	uint64_t gpa = 0;
+
+	/* Below 4 GiB the top of the first big RAM entry, page aligned. */
+	ck_assert_int_eq(e820_place_high(base, 4, 10000, MiB, 4 * GiB, &gpa), 0);
+	ck_assert_uint_eq(gpa, (2 * GiB - 10000) & ~0xfffULL);
+	/* The limit cuts an entry; RAM above it is not used. */
+	ck_assert_int_eq(e820_place_high(base, 4, 4096, MiB, 1 * GiB, &gpa), 0);
+	ck_assert_uint_eq(gpa, 1 * GiB - 4096);
+	/* Without a limit the highest entry wins. */
+	ck_assert_int_eq(e820_place_high(base, 4, 4096, 0, UINT64_MAX, &gpa),
+			 0);
+	ck_assert_uint_eq(gpa, 5 * GiB - 4096);
+	/* Reserved entries and the part below |low| are never used. */
+	ck_assert_int_eq(e820_place_high(base, 2, 4096, 0x9F000, MiB, &gpa),
+			 -E2BIG);
+	ck_assert_int_eq(e820_place_high(base, 4, 3 * GiB, 0, 4 * GiB, &gpa),
+			 -E2BIG);
+}
+END_TEST
+
 static Suite *e820_suite(void)
 {
 	Suite *s = suite_create("e820");
@@ -94,6 +116,7 @@ static Suite *e820_suite(void)
 	tcase_add_test(tc, reserved_window_at_the_end);
 	tcase_add_test(tc, reserved_window_over_ram_is_refused);
 	tcase_add_test(tc, reserved_window_empty_wrapping_or_no_room);
+	tcase_add_test(tc, place_high_takes_the_highest_page_in_ram_below_the_limit);
 	suite_add_tcase(s, tc);
 	return s;
 }
