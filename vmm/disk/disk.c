@@ -20,10 +20,7 @@
 /* Backing chains deeper than this are refused (and loops end here). */
 #define DISK_MAX_BACKING_DEPTH 16
 
-static void set_why(char *why, size_t why_len, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void set_why(char *why, size_t why_len, const char *fmt, ...)
+void disk_set_why(char *why, size_t why_len, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -121,13 +118,13 @@ int disk_file_open(struct disk *disk, const char *path,
 	disk->fd = open(path, flags);
 	if (disk->fd < 0) {
 		err = -errno;
-		set_why(why, why_len, "cannot open%s: %s",
+		disk_set_why(why, why_len, "cannot open%s: %s",
 			opts->read_only ? "" : " for writing", strerror(errno));
 		return err;
 	}
 	if (fstat(disk->fd, &st) < 0) {
 		err = -errno;
-		set_why(why, why_len, "stat: %s", strerror(errno));
+		disk_set_why(why, why_len, "stat: %s", strerror(errno));
 		return err;
 	}
 	if (S_ISBLK(st.st_mode)) {
@@ -137,7 +134,7 @@ int disk_file_open(struct disk *disk, const char *path,
 
 		if (ioctl(disk->fd, BLKGETSIZE64, &bytes) < 0) {
 			err = -errno;
-			set_why(why, why_len, "BLKGETSIZE64: %s",
+			disk_set_why(why, why_len, "BLKGETSIZE64: %s",
 				strerror(errno));
 			return err;
 		}
@@ -164,7 +161,7 @@ int disk_file_open(struct disk *disk, const char *path,
 			disk->physical_block = disk->logical_block;
 		disk->discard_granularity = disk->physical_block;
 	} else {
-		set_why(why, why_len, "not a regular file or block device");
+		disk_set_why(why, why_len, "not a regular file or block device");
 		return -EINVAL;
 	}
 	disk->read_only = opts->read_only;
@@ -179,12 +176,12 @@ int disk_file_open(struct disk *disk, const char *path,
 		if (fcntl(disk->fd, F_OFD_SETLK, &fl) < 0) {
 			err = -errno;
 			if (errno == EAGAIN || errno == EACCES) {
-				set_why(why, why_len,
+				disk_set_why(why, why_len,
 					"image is locked by another process "
 					"(in use by another VM?)");
 				return -EBUSY;
 			}
-			set_why(why, why_len, "cannot lock: %s",
+			disk_set_why(why, why_len, "cannot lock: %s",
 				strerror(errno));
 			return err;
 		}
@@ -210,7 +207,7 @@ int disk_open_depth(const char *path, const struct disk_options *opts,
 
 	*out = NULL;
 	if (depth > DISK_MAX_BACKING_DEPTH) {
-		set_why(why, why_len, "backing chain deeper than %d images",
+		disk_set_why(why, why_len, "backing chain deeper than %d images",
 			DISK_MAX_BACKING_DEPTH);
 		return -ELOOP;
 	}
@@ -232,13 +229,13 @@ int disk_open_depth(const char *path, const struct disk_options *opts,
 	if (opts->format == DISK_FORMAT_QCOW2 ||
 	    (opts->format == DISK_FORMAT_AUTO && is_qcow2)) {
 		if (!is_qcow2) {
-			set_why(why, why_len,
+			disk_set_why(why, why_len,
 				"qcow2 header: bad magic (not a qcow2 image)");
 			err = -EINVAL;
 			goto fail;
 		}
 		if (opts->direct) {
-			set_why(why, why_len,
+			disk_set_why(why, why_len,
 				"O_DIRECT (cache=none) is supported for raw "
 				"images only");
 			err = -EINVAL;
@@ -253,7 +250,7 @@ int disk_open_depth(const char *path, const struct disk_options *opts,
 	}
 	err = disk_engine_init(disk, opts->aio);
 	if (err) {
-		set_why(why, why_len, "cannot set up asynchronous I/O: %s",
+		disk_set_why(why, why_len, "cannot set up asynchronous I/O: %s",
 			strerror(-err));
 		if (disk->ops->close)
 			disk->ops->close(disk);

@@ -101,6 +101,11 @@ int disk_open_depth(const char *path, const struct disk_options *opts,
 		    unsigned depth, struct disk **out, char *why,
 		    size_t why_len);
 
+/* disk.c: format the reason of a failure into |why| (if given); the
+ * open paths of every format use it. */
+void disk_set_why(char *why, size_t why_len, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
 /* iovec helpers */
 uint64_t iov_total(const struct iovec *iov, int iovcnt);
 /* Describe bytes [skip, skip+len) of |iov| in |out| (at most |max|

@@ -31,7 +31,6 @@
 #include "vmm/disk/disk_impl.h"
 
 #include <endian.h>
-#include <stdarg.h>
 #include <errno.h>
 #include <libgen.h>
 #include <stdio.h>
@@ -100,19 +99,6 @@ struct qcow2 {
 	struct table_cache l2c, rcc;
 };
 
-static void set_why(char *why, size_t why_len, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void set_why(char *why, size_t why_len, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!why || !why_len)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(why, why_len, fmt, ap);
-	va_end(ap);
-}
 
 static uint64_t rd64(const uint8_t *p)
 {
@@ -1032,7 +1018,7 @@ static int open_backing(struct qcow2 *q, struct disk *disk, const char *name,
 	err = disk_open_depth(path, &bo, depth + 1, &q->backing, inner,
 			      sizeof(inner));
 	if (err)
-		set_why(why, why_len, "backing file '%s': %s", path, inner);
+		disk_set_why(why, why_len, "backing file '%s': %s", path, inner);
 	free(path);
 	return err;
 }
@@ -1063,22 +1049,22 @@ int qcow2_open(struct disk *disk, const struct disk_options *opts,
 		goto fail;
 	}
 	if (file_size < 72) {
-		set_why(why, why_len, "qcow2 header: file too short");
+		disk_set_why(why, why_len, "qcow2 header: file too short");
 		goto fail;
 	}
 	err = meta_read(q, 0, h, file_size < (2 << 20) ? file_size : 2 << 20);
 	if (err) {
-		set_why(why, why_len, "qcow2 header: read: %s", strerror(-err));
+		disk_set_why(why, why_len, "qcow2 header: read: %s", strerror(-err));
 		goto fail;
 	}
 	err = -EINVAL;
 	if (rd32(h) != QCOW2_MAGIC) {
-		set_why(why, why_len, "qcow2 header: bad magic");
+		disk_set_why(why, why_len, "qcow2 header: bad magic");
 		goto fail;
 	}
 	q->version = rd32(h + 4);
 	if (q->version != 2 && q->version != 3) {
-		set_why(why, why_len, "qcow2 header: unsupported version %u",
+		disk_set_why(why, why_len, "qcow2 header: unsupported version %u",
 			q->version);
 		goto fail;
 	}
@@ -1093,7 +1079,7 @@ int qcow2_open(struct disk *disk, const struct disk_options *opts,
 	q->rt_clusters = rd32(h + 56);
 	snap_count = rd32(h + 60);
 	if (q->cluster_bits < 9 || q->cluster_bits > 21) {
-		set_why(why, why_len,
+		disk_set_why(why, why_len,
 			"qcow2 header: cluster_bits %u out of range (9..21)",
 			q->cluster_bits);
 		goto fail;
@@ -1101,7 +1087,7 @@ int qcow2_open(struct disk *disk, const struct disk_options *opts,
 	q->cluster_size = 1ull << q->cluster_bits;
 	q->l2_entries = q->cluster_size / 8;
 	if (crypt != 0) {
-		set_why(why, why_len,
+		disk_set_why(why, why_len,
 			"qcow2 header: encrypted images are not supported");
 		err = -ENOTSUP;
 		goto fail;
@@ -1113,7 +1099,7 @@ int qcow2_open(struct disk *disk, const struct disk_options *opts,
 		q->refcount_order = rd32(h + 96);
 		header_length = rd32(h + 100);
 		if (header_length < 104 || header_length > q->cluster_size) {
-			set_why(why, why_len,
+			disk_set_why(why, why_len,
 				"qcow2 header: bad header_length %u",
 				header_length);
 			goto fail;
@@ -1125,7 +1111,7 @@ int qcow2_open(struct disk *disk, const struct disk_options *opts,
 	if (q->incompat & ~INCOMPAT_KNOWN) {
 		uint64_t u = q->incompat & ~INCOMPAT_KNOWN;
 
-		set_why(why, why_len,
+		disk_set_why(why, why_len,
 			"qcow2 header: unsupported incompatible features 0x%llx%s%s",
 			(unsigned long long)u,
 			(u & INCOMPAT_DATA_FILE) ? " (external data file)" : "",
@@ -1135,27 +1121,27 @@ int qcow2_open(struct disk *disk, const struct disk_options *opts,
 	}
 	if ((q->incompat & INCOMPAT_COMPRESSION) && header_length > 104 &&
 	    h[104] != 0) {
-		set_why(why, why_len,
+		disk_set_why(why, why_len,
 			"qcow2 header: compression type %u not supported "
 			"(only zlib)", h[104]);
 		err = -ENOTSUP;
 		goto fail;
 	}
 	if ((q->incompat & INCOMPAT_CORRUPT) && q->writable) {
-		set_why(why, why_len,
+		disk_set_why(why, why_len,
 			"qcow2: image is marked corrupt; open it read-only or "
 			"repair it with 'qemu-img check -r all'");
 		goto fail;
 	}
 	if ((q->incompat & INCOMPAT_DIRTY) &&
 	    (q->compat & COMPAT_LAZY_REFCOUNTS) && q->writable) {
-		set_why(why, why_len,
+		disk_set_why(why, why_len,
 			"qcow2: image was not closed cleanly and uses lazy "
 			"refcounts; repair it with 'qemu-img check -r all'");
 		goto fail;
 	}
 	if (q->refcount_order > 6) {
-		set_why(why, why_len,
+		disk_set_why(why, why_len,
 			"qcow2 header: refcount_order %u out of range (0..6)",
 			q->refcount_order);
 		goto fail;
@@ -1168,7 +1154,7 @@ int qcow2_open(struct disk *disk, const struct disk_options *opts,
 	q->coffset_mask = (1ull << q->csize_shift) - 1;
 
 	if (snap_count && q->writable) {
-		set_why(why, why_len,
+		disk_set_why(why, why_len,
 			"qcow2: images with internal snapshots can only be "
 			"opened read-only");
 		err = -ENOTSUP;
@@ -1180,14 +1166,14 @@ int qcow2_open(struct disk *disk, const struct disk_options *opts,
 		uint64_t need = size / per_l1 + (size % per_l1 != 0);
 
 		if (size > (1ull << 56) || q->l1_size < need) {
-			set_why(why, why_len,
+			disk_set_why(why, why_len,
 				"qcow2 header: L1 table (%u entries) too small "
 				"for the virtual size %llu", q->l1_size,
 				(unsigned long long)size);
 			goto fail;
 		}
 		if (q->l1_size > (32u << 20) / 8) {
-			set_why(why, why_len,
+			disk_set_why(why, why_len,
 				"qcow2 header: L1 table too large (%u entries)",
 				q->l1_size);
 			goto fail;
@@ -1196,7 +1182,7 @@ int qcow2_open(struct disk *disk, const struct disk_options *opts,
 	if ((q->l1_offset & (q->cluster_size - 1)) ||
 	    q->l1_offset > file_size ||
 	    (uint64_t)q->l1_size * 8 > file_size - q->l1_offset) {
-		set_why(why, why_len,
+		disk_set_why(why, why_len,
 			"qcow2 header: L1 table beyond end of file or "
 			"misaligned (offset %llu)",
 			(unsigned long long)q->l1_offset);
@@ -1207,7 +1193,7 @@ int qcow2_open(struct disk *disk, const struct disk_options *opts,
 	    (uint64_t)q->rt_clusters * q->cluster_size >
 		    file_size - q->rt_offset ||
 	    (uint64_t)q->rt_clusters * q->cluster_size > (64ull << 20)) {
-		set_why(why, why_len,
+		disk_set_why(why, why_len,
 			"qcow2 header: refcount table beyond end of file, "
 			"misaligned or too large");
 		goto fail;
@@ -1220,7 +1206,7 @@ int qcow2_open(struct disk *disk, const struct disk_options *opts,
 		if (type == EXT_END)
 			break;
 		if (len > q->cluster_size - ext - 8) {
-			set_why(why, why_len,
+			disk_set_why(why, why_len,
 				"qcow2 header: extension 0x%x overruns the "
 				"header cluster", type);
 			goto fail;
@@ -1234,20 +1220,20 @@ int qcow2_open(struct disk *disk, const struct disk_options *opts,
 			else if (len == 5 && !memcmp(f, "qcow2", 5))
 				bfmt = DISK_FORMAT_QCOW2;
 			else {
-				set_why(why, why_len,
+				disk_set_why(why, why_len,
 					"qcow2: backing file format '%s' not "
 					"supported", f);
 				err = -ENOTSUP;
 				goto fail;
 			}
 		} else if (type == EXT_FDE) {
-			set_why(why, why_len,
+			disk_set_why(why, why_len,
 				"qcow2 header: encrypted images are not "
 				"supported");
 			err = -ENOTSUP;
 			goto fail;
 		} else if (type == EXT_DATA_FILE) {
-			set_why(why, why_len,
+			disk_set_why(why, why_len,
 				"qcow2 header: external data files are not "
 				"supported");
 			err = -ENOTSUP;
@@ -1268,7 +1254,7 @@ int qcow2_open(struct disk *disk, const struct disk_options *opts,
 	if (!err)
 		err = meta_read(q, q->rt_offset, q->rt, q->rt_entries * 8);
 	if (err) {
-		set_why(why, why_len, "qcow2: reading tables: %s",
+		disk_set_why(why, why_len, "qcow2: reading tables: %s",
 			strerror(-err));
 		goto fail;
 	}
@@ -1280,7 +1266,7 @@ int qcow2_open(struct disk *disk, const struct disk_options *opts,
 		o = q->l1[i] & L1E_OFFSET_MASK;
 		if (o && ((o & (q->cluster_size - 1)) ||
 			  o > file_size - q->cluster_size)) {
-			set_why(why, why_len,
+			disk_set_why(why, why_len,
 				"qcow2: L1 entry %u points outside the image "
 				"or is misaligned", i);
 			goto fail;
@@ -1293,7 +1279,7 @@ int qcow2_open(struct disk *disk, const struct disk_options *opts,
 		o = q->rt[i];
 		if (o && ((o & (q->cluster_size - 1)) ||
 			  o > file_size - q->cluster_size)) {
-			set_why(why, why_len,
+			disk_set_why(why, why_len,
 				"qcow2: refcount table entry %llu points "
 				"outside the image or is misaligned",
 				(unsigned long long)i);
@@ -1306,7 +1292,7 @@ int qcow2_open(struct disk *disk, const struct disk_options *opts,
 		if (bf_size == 0 || bf_size > 1023 || bf_off > q->cluster_size ||
 		    bf_size > q->cluster_size - bf_off ||
 		    bf_off + bf_size > file_size) {
-			set_why(why, why_len,
+			disk_set_why(why, why_len,
 				"qcow2 header: backing file name out of bounds");
 			goto fail;
 		}
@@ -1350,7 +1336,7 @@ int qcow2_open(struct disk *disk, const struct disk_options *opts,
 	return 0;
 
 fail_io:
-	set_why(why, why_len, "qcow2: updating the header: %s", strerror(-err));
+	disk_set_why(why, why_len, "qcow2: updating the header: %s", strerror(-err));
 fail:
 	free(h);
 	disk->priv = NULL;
