@@ -155,7 +155,7 @@ $(B)/tests/unit/%.o: tests/unit/%.c build-config.h
 	$(CC) $(CFLAGS) $(KITE_CFLAGS) $(CHECK_CFLAGS) -c -o $@ $<
 
 # Helpers shared by test suites (not part of kite itself).
-UNIT_HELPERS = $(B)/tests/unit/virtio_test_driver.o
+UNIT_HELPERS = $(B)/tests/unit/virtio_test_driver.o $(B)/tests/unit/fake_pci_platform.o
 
 $(B)/tests/unit/test_%: $(B)/tests/unit/test_%.o $(UNIT_HELPERS) $(LIB)
 	$(CC) $(KITE_LDFLAGS) -o $@ $^ $(DEP_LIBS) $(CHECK_LIBS)

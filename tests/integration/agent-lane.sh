@@ -43,10 +43,8 @@ TRANSPORTS=${KITE_AGENT_TRANSPORTS:-pci pci-legacy mmio}
 TIMEOUT=${KITE_TEST_TIMEOUT:-1500}
 CPUS=2
 
-passed=0
-failed=0
-ok() { passed=$((passed + 1)); echo "ok $((passed + failed)) - $*"; }
-notok() { failed=$((failed + 1)); echo "not ok $((passed + failed)) - $*"; }
+. "$HERE/tap.sh"
+notok() { not_ok "$*"; }
 # "ok" or "not ok" from a command's status; its output becomes diagnostics.
 check() {
 	what=$1; shift

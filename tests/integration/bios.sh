@@ -23,20 +23,10 @@ STATUS_PASS=33
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/kite-bios.XXXXXX") || exit 2
 trap 'rm -rf "$WORK"' EXIT
 
-n=0
-passed=0
-failed=0
+. "$(dirname "$0")/tap.sh"
 
-ok() {
-	n=$((n + 1))
-	passed=$((passed + 1))
-	echo "ok $n - $1"
-}
-
-not_ok() {
-	n=$((n + 1))
-	failed=$((failed + 1))
-	echo "not ok $n - $1: $2"
+# After a failure: what the run printed.
+tap_diagnose() {
 	for f in out err; do
 		[ -s "$WORK/run.$f" ] || continue
 		echo "#   std$f:"
@@ -87,5 +77,4 @@ else
 	not_ok "--boot bios refuses a non-bzImage" "status $status"
 fi
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+tap_summary

@@ -29,21 +29,11 @@ STATUS_FAIL=35   # (0x11 << 1) | 1
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/kite-payloads.XXXXXX") || exit 2
 trap 'rm -rf "$WORK"' EXIT
 
-n=0
-passed=0
-failed=0
+. "$(dirname "$0")/tap.sh"
 
-ok() {
-	n=$((n + 1))
-	passed=$((passed + 1))
-	echo "ok $n - $1"
-}
-
-not_ok() {
-	n=$((n + 1))
-	failed=$((failed + 1))
-	echo "not ok $n - $1: $2"
-	# Show what the run printed, as TAP-style comments, once per run.
+# After a failure: what the run printed, as TAP-style comments, once per
+# run.
+tap_diagnose() {
 	if [ -n "${run_log:-}" ] && [ "$run_log" != "${shown_log:-}" ]; then
 		shown_log=$run_log
 		for f in out err; do
@@ -255,5 +245,4 @@ expect_stderr "kite: a device that is not KVM is named, with the reason" "/dev/n
 unset KITE_KVM_DEVICE
 
 run_log=
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+tap_summary

@@ -66,19 +66,7 @@ raw=$LOG_DIR/$name.raw
 # loglevel=7: the "Run /init" line is KERN_INFO, which "quiet" would hide.
 params="console=ttyS0 loglevel=7 ${KITE_TEST_PARAMS:-}"
 
-n=0
-passed=0
-failed=0
-ok() {
-	n=$((n + 1))
-	passed=$((passed + 1))
-	echo "ok $n - $1"
-}
-not_ok() {
-	n=$((n + 1))
-	failed=$((failed + 1))
-	echo "not ok $n - $1: $2"
-}
+. "$(dirname "$0")/tap.sh"
 show_tail() {
 	echo "#   last lines of $log:"
 	tail -n 25 "$log" | sed 's/^/#     /'
@@ -177,5 +165,4 @@ else
 fi
 
 [ $failed -eq 0 ] || show_tail
-echo "$passed passed, $failed failed"
-[ $failed -eq 0 ]
+tap_summary

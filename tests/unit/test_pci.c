@@ -11,6 +11,7 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
+#include "tests/unit/fake_pci_platform.h"
 #include "tests/unit/unit.h"
 #include "vmm/bus.h"
 #include "vmm/irq.h"
@@ -22,110 +23,11 @@
 #define IO_BASE  0x1000
 #define SLOT     3
 
-/* ---- fake platform ---- */
+/* ---- fake platform (tests/unit/fake_pci_platform.h) plus the reset
+ * control's callbacks ---- */
 
-struct fake_msi {
-	int id;
-	uint64_t addr;
-	uint32_t data;
-	int routes, signals;
-};
-
-static struct fake_msi msis[16];
-static int nr_msis;
-static int intx_level = -1, intx_gsi;
-static struct {
-	bool assigned, pio;
-	uint64_t addr;
-	int fd;
-} evfd[8];
-static int nr_evfd_ops;
 static int reset_writes;
 static uint8_t reset_value;
-
-static int f_msi_alloc(void *o, void **h)
-{
-	(void)o;
-	ck_assert_int_lt(nr_msis, 16);
-	msis[nr_msis].id = nr_msis;
-	*h = &msis[nr_msis++];
-	return 0;
-}
-
-static int f_msi_route(void *o, void *h, uint64_t addr, uint32_t data)
-{
-	struct fake_msi *m = h;
-
-	(void)o;
-	m->addr = addr;
-	m->data = data;
-	m->routes++;
-	return 0;
-}
-
-static void f_msi_signal(void *o, void *h)
-{
-	(void)o;
-	__atomic_fetch_add(&((struct fake_msi *)h)->signals, 1, __ATOMIC_SEQ_CST);
-}
-
-static void f_msi_free(void *o, void *h)
-{
-	(void)o;
-	(void)h;
-}
-
-static int f_intx_alloc(void *o, unsigned gsi, void **h)
-{
-	(void)o;
-	intx_gsi = (int)gsi;
-	intx_level = 0;
-	*h = &intx_level;
-	return 0;
-}
-
-static void f_intx_set(void *o, void *h, int level)
-{
-	(void)o;
-	*(int *)h = level;
-}
-
-static void f_intx_free(void *o, void *h)
-{
-	(void)o;
-	(void)h;
-}
-
-static int f_ioeventfd(void *o, bool assign, bool pio, uint64_t addr,
-		       unsigned len, int64_t datamatch, int fd)
-{
-	(void)o;
-	(void)len;
-	(void)datamatch;
-	nr_evfd_ops++;
-	for (int i = 0; i < 8; i++) {
-		if (assign && !evfd[i].assigned) {
-			evfd[i].assigned = true;
-			evfd[i].pio = pio;
-			evfd[i].addr = addr;
-			evfd[i].fd = fd;
-			return 0;
-		}
-		if (!assign && evfd[i].assigned && evfd[i].addr == addr &&
-		    evfd[i].fd == fd) {
-			evfd[i].assigned = false;
-			return 0;
-		}
-	}
-	return -ENOENT;
-}
-
-static const struct pci_platform_ops fake_ops = {
-	.msi_alloc = f_msi_alloc, .msi_route = f_msi_route,
-	.msi_signal = f_msi_signal, .msi_free = f_msi_free,
-	.intx_alloc = f_intx_alloc, .intx_set_level = f_intx_set,
-	.intx_free = f_intx_free, .ioeventfd = f_ioeventfd,
-};
 
 static uint8_t f_reset_read(void *o)
 {
@@ -175,10 +77,8 @@ static const struct pci_device_ops dev_ops = {
 
 static void setup(void)
 {
-	memset(msis, 0, sizeof(msis));
-	memset(evfd, 0, sizeof(evfd));
-	nr_msis = nr_evfd_ops = reset_writes = 0;
-	intx_level = -1;
+	fake_pci_reset();
+	reset_writes = 0;
 	reset_value = 0;
 	bar_writes = 0;
 	ck_assert_int_eq(bus_init(&pio, "pio"), 0);
@@ -190,7 +90,7 @@ static void setup(void)
 					       .io_base = IO_BASE,
 					       .reset_read = f_reset_read,
 					       .reset_write = f_reset_write },
-				       &fake_ops, NULL),
+				       &fake_pci_ops, NULL),
 			 0);
 	pci_function_init(&fn, "fake", 0x1234, 0x5678, 2, 0x00FF00, 0x1AF4,
 			  0x0042, &dev_ops, NULL);
@@ -474,18 +374,18 @@ END_TEST
 START_TEST(test_ioeventfd_follows_the_bar)
 {
 	ck_assert_int_eq(pci_function_add_ioeventfd(&fn, 2, 0x3000, 2, -1, 42), 0);
-	ck_assert(!evfd[0].assigned); /* BAR not decoding yet */
+	ck_assert(!fake_pci.evfds[0].assigned); /* BAR not decoding yet */
 	cfg_write(PCI_BAR0 + 8, 4, 0xC0200000u);
 	cfg_write(PCI_COMMAND, 2, PCI_COMMAND_MEMORY);
-	ck_assert(evfd[0].assigned);
-	ck_assert_uint_eq(evfd[0].addr, 0xC0203000u);
-	ck_assert_int_eq(evfd[0].fd, 42);
+	ck_assert(fake_pci.evfds[0].assigned);
+	ck_assert_uint_eq(fake_pci.evfds[0].addr, 0xC0203000u);
+	ck_assert_int_eq(fake_pci.evfds[0].fd, 42);
 	cfg_write(PCI_BAR0 + 8, 4, 0xC0400000u);
-	ck_assert_int_eq(evfd[0].assigned + evfd[1].assigned, 1);
-	ck_assert_uint_eq(evfd[0].assigned ? evfd[0].addr : evfd[1].addr,
+	ck_assert_int_eq(fake_pci.evfds[0].assigned + fake_pci.evfds[1].assigned, 1);
+	ck_assert_uint_eq(fake_pci.evfds[0].assigned ? fake_pci.evfds[0].addr : fake_pci.evfds[1].addr,
 			  0xC0403000u);
 	cfg_write(PCI_COMMAND, 2, 0);
-	ck_assert(!evfd[0].assigned && !evfd[1].assigned);
+	ck_assert(!fake_pci.evfds[0].assigned && !fake_pci.evfds[1].assigned);
 }
 END_TEST
 
@@ -561,23 +461,23 @@ START_TEST(test_msix_vectors_start_masked_and_route_on_use)
 
 	for (unsigned v = 0; v < 4; v++)
 		ck_assert_uint_eq(mread(t + 16 * v + 12, 4), 1);
-	ck_assert_int_eq(nr_msis, 4); /* one platform vector each */
+	ck_assert_int_eq(fake_pci.nr_msis, 4); /* one platform vector each */
 	ck_assert_int_eq(pci_msix_notify(&fn, 0), -ENODEV); /* disabled */
 	cfg_write(msix_cap() + 2, 2, PCI_MSIX_FLAGS_ENABLE);
 	ck_assert(pci_msix_enabled(&fn));
 	program_vector(t, 2, 0xFEE01000u, 0x4041, false);
 	ck_assert_int_eq(pci_msix_notify(&fn, 2), 0);
-	ck_assert_int_eq(msis[2].signals, 1);
-	ck_assert_uint_eq(msis[2].addr, 0xFEE01000u);
-	ck_assert_uint_eq(msis[2].data, 0x4041);
-	ck_assert_int_eq(msis[2].routes, 1);
+	ck_assert_int_eq(fake_pci.msis[2].signals, 1);
+	ck_assert_uint_eq(fake_pci.msis[2].addr, 0xFEE01000u);
+	ck_assert_uint_eq(fake_pci.msis[2].data, 0x4041);
+	ck_assert_int_eq(fake_pci.msis[2].routes, 1);
 	/* Same message again: no new route, one more signal. */
 	ck_assert_int_eq(pci_msix_notify(&fn, 2), 0);
-	ck_assert_int_eq(msis[2].routes, 1);
-	ck_assert_int_eq(msis[2].signals, 2);
+	ck_assert_int_eq(fake_pci.msis[2].routes, 1);
+	ck_assert_int_eq(fake_pci.msis[2].signals, 2);
 	/* A changed message is re-routed. */
 	program_vector(t, 2, 0xFEE02000u, 0x4042, false);
-	ck_assert_uint_eq(msis[2].addr, 0xFEE02000u);
+	ck_assert_uint_eq(fake_pci.msis[2].addr, 0xFEE02000u);
 	ck_assert_int_eq(pci_msix_notify(&fn, 4), -EINVAL);
 	/* Reserved Vector Control bits read 0. */
 	ck_assert_int_eq(bus_write(&mmio, t + 16 + 12, 4, 0xFFFFFFFEu), 0);
@@ -592,14 +492,14 @@ START_TEST(test_msix_masked_vector_sets_pending_bit)
 	cfg_write(msix_cap() + 2, 2, PCI_MSIX_FLAGS_ENABLE);
 	program_vector(t, 1, 0xFEE00000u, 0x30, true);
 	ck_assert_int_eq(pci_msix_notify(&fn, 1), 0);
-	ck_assert_int_eq(msis[1].signals, 0);
+	ck_assert_int_eq(fake_pci.msis[1].signals, 0);
 	ck_assert_uint_eq(mread(t + 0x800, 8), 0x2);
 	/* The PBA is read-only. */
 	ck_assert_int_eq(bus_write(&mmio, t + 0x800, 8, 0), 0);
 	ck_assert_uint_eq(mread(t + 0x800, 8), 0x2);
 	/* Unmasking delivers the pending message and clears the bit. */
 	ck_assert_int_eq(bus_write(&mmio, t + 16 + 12, 4, 0), 0);
-	ck_assert_int_eq(msis[1].signals, 1);
+	ck_assert_int_eq(fake_pci.msis[1].signals, 1);
 	ck_assert_uint_eq(mread(t + 0x800, 8), 0);
 }
 END_TEST
@@ -612,30 +512,30 @@ START_TEST(test_msix_function_mask)
 	cfg_write(cap + 2, 2, PCI_MSIX_FLAGS_ENABLE | PCI_MSIX_FLAGS_MASKALL);
 	program_vector(t, 0, 0xFEE00000u, 0x31, false);
 	ck_assert_int_eq(pci_msix_notify(&fn, 0), 0);
-	ck_assert_int_eq(msis[0].signals, 0);
+	ck_assert_int_eq(fake_pci.msis[0].signals, 0);
 	ck_assert_uint_eq(mread(t + 0x800, 4), 1);
 	cfg_write(cap + 2, 2, PCI_MSIX_FLAGS_ENABLE);
-	ck_assert_int_eq(msis[0].signals, 1);
+	ck_assert_int_eq(fake_pci.msis[0].signals, 1);
 	ck_assert_uint_eq(mread(t + 0x800, 4), 0);
 }
 END_TEST
 
 START_TEST(test_intx_level_status_and_disable)
 {
-	ck_assert_int_eq(intx_gsi, 17);
-	ck_assert_int_eq(intx_level, 0);
+	ck_assert_int_eq(fake_pci.intx_gsi, 17);
+	ck_assert_int_eq(fake_pci.intx_level, 0);
 	pci_intx_set(&fn, 1);
-	ck_assert_int_eq(intx_level, 1);
+	ck_assert_int_eq(fake_pci.intx_level, 1);
 	ck_assert(cfg_read(PCI_STATUS, 2) & PCI_STATUS_INTERRUPT);
 	/* INTX_DISABLE drops the line; the status bit still shows the
 	 * device's request. */
 	cfg_write(PCI_COMMAND, 2, PCI_COMMAND_INTX_DISABLE);
-	ck_assert_int_eq(intx_level, 0);
+	ck_assert_int_eq(fake_pci.intx_level, 0);
 	ck_assert(cfg_read(PCI_STATUS, 2) & PCI_STATUS_INTERRUPT);
 	cfg_write(PCI_COMMAND, 2, 0);
-	ck_assert_int_eq(intx_level, 1);
+	ck_assert_int_eq(fake_pci.intx_level, 1);
 	pci_intx_set(&fn, 0);
-	ck_assert_int_eq(intx_level, 0);
+	ck_assert_int_eq(fake_pci.intx_level, 0);
 	ck_assert(!(cfg_read(PCI_STATUS, 2) & PCI_STATUS_INTERRUPT));
 	/* The status bit cannot be written. */
 	cfg_write(PCI_STATUS, 2, PCI_STATUS_INTERRUPT);

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tests/unit/fake_pci_platform.h"
 #include "tests/unit/unit.h"
 #include "tests/unit/virtio_test_driver.h"
 #include "virtio/pci.h"
@@ -18,97 +19,6 @@
 #define ECAM    0xE0000000ull
 #define SLOT    1
 #define F_V1    VIRTIO_BIT(VIRTIO_F_VERSION_1)
-
-/* ---- fake platform ---- */
-
-struct fake_msi {
-	uint64_t addr;
-	uint32_t data;
-	int signals;
-};
-
-static struct fake_msi msis[VIRTIO_MAX_QUEUES + 1];
-static int nr_msis;
-static int intx_level;
-static struct {
-	bool assigned, pio;
-	uint64_t addr;
-	int64_t datamatch;
-	int fd;
-} evfds[16];
-
-static int f_msi_alloc(void *o, void **h)
-{
-	(void)o;
-	*h = &msis[nr_msis++];
-	return 0;
-}
-
-static int f_msi_route(void *o, void *h, uint64_t addr, uint32_t data)
-{
-	struct fake_msi *m = h;
-
-	(void)o;
-	m->addr = addr;
-	m->data = data;
-	return 0;
-}
-
-static void f_msi_signal(void *o, void *h)
-{
-	(void)o;
-	__atomic_fetch_add(&((struct fake_msi *)h)->signals, 1, __ATOMIC_SEQ_CST);
-}
-
-static void f_nop_free(void *o, void *h)
-{
-	(void)o;
-	(void)h;
-}
-
-static int f_intx_alloc(void *o, unsigned gsi, void **h)
-{
-	(void)o;
-	(void)gsi;
-	*h = &intx_level;
-	return 0;
-}
-
-static void f_intx_set(void *o, void *h, int level)
-{
-	(void)o;
-	__atomic_store_n((int *)h, level, __ATOMIC_SEQ_CST);
-}
-
-static int f_ioeventfd(void *o, bool assign, bool pio, uint64_t addr,
-		       unsigned len, int64_t datamatch, int fd)
-{
-	(void)o;
-	(void)len;
-	for (int i = 0; i < 16; i++) {
-		if (assign && !evfds[i].assigned) {
-			evfds[i].assigned = true;
-			evfds[i].pio = pio;
-			evfds[i].addr = addr;
-			evfds[i].datamatch = datamatch;
-			evfds[i].fd = fd;
-			return 0;
-		}
-		if (!assign && evfds[i].assigned && evfds[i].addr == addr &&
-		    evfds[i].fd == fd) {
-			evfds[i].assigned = false;
-			return 0;
-		}
-	}
-	return -ENOSPC;
-}
-
-static const struct pci_platform_ops fake_ops = {
-	.msi_alloc = f_msi_alloc, .msi_route = f_msi_route,
-	.msi_signal = f_msi_signal, .msi_free = f_nop_free,
-	.intx_alloc = f_intx_alloc, .intx_set_level = f_intx_set,
-	.intx_free = f_nop_free, .ioeventfd = f_ioeventfd,
-};
 
 /* ---- fixture ---- */
 
@@ -125,11 +35,8 @@ static void setup_with(bool echo_dev, enum virtio_pci_mode mode)
 {
 	struct virtio_device *dev;
 
-	memset(msis, 0, sizeof(msis));
-	memset(evfds, 0, sizeof(evfds));
+	fake_pci_reset();
 	memset(&vq, 0, sizeof(vq));
-	nr_msis = 0;
-	intx_level = 0;
 	have_rng = have_echo = false;
 	ck_assert_int_eq(vtd_init(&drv), 0);
 	ck_assert_int_eq(bus_init(&pio, "pio"), 0);
@@ -140,7 +47,7 @@ static void setup_with(bool echo_dev, enum virtio_pci_mode mode)
 					       .mmio_base = 0xC0000000ull,
 					       .mmio_size = 0x10000000ull,
 					       .io_base = 0x1000 },
-				       &fake_ops, NULL),
+				       &fake_pci_ops, NULL),
 			 0);
 	if (echo_dev) {
 		ck_assert_int_eq(vtd_echo_init(&echo, &drv, 2, 16), 0);
@@ -605,9 +512,9 @@ START_TEST(test_4_1_4_4_notify_ioeventfd_per_queue_follows_bar)
 	unsigned found = 0;
 
 	for (int i = 0; i < 16; i++)
-		if (evfds[i].assigned && !evfds[i].pio &&
-		    evfds[i].fd == virtio_queue_kick_fd(dev(), 0) &&
-		    evfds[i].addr == notify)
+		if (fake_pci.evfds[i].assigned && !fake_pci.evfds[i].pio &&
+		    fake_pci.evfds[i].fd == virtio_queue_kick_fd(dev(), 0) &&
+		    fake_pci.evfds[i].addr == notify)
 			found++;
 	ck_assert_uint_eq(found, 1);
 	/* Move BAR4: the ioeventfd moves with it. */
@@ -616,9 +523,9 @@ START_TEST(test_4_1_4_4_notify_ioeventfd_per_queue_follows_bar)
 	ck_assert_uint_eq(notify, 0xC8000000u + VIRTIO_PCI_NOTIFY_OFFSET);
 	found = 0;
 	for (int i = 0; i < 16; i++)
-		if (evfds[i].assigned && !evfds[i].pio &&
-		    evfds[i].fd == virtio_queue_kick_fd(dev(), 0))
-			found += evfds[i].addr == notify ? 1 : 100;
+		if (fake_pci.evfds[i].assigned && !fake_pci.evfds[i].pio &&
+		    fake_pci.evfds[i].fd == virtio_queue_kick_fd(dev(), 0))
+			found += fake_pci.evfds[i].addr == notify ? 1 : 100;
 	ck_assert_uint_eq(found, 1);
 }
 END_TEST
@@ -638,17 +545,17 @@ START_TEST(test_4_1_4_5_1_device_must_set_config_bit_before_config_notification)
 	modern_negotiate(F_V1);
 	driver_ok();
 	vtd_echo_change_config(&echo, 0x42);
-	ck_assert_int_eq(intx_level, 1);
+	ck_assert_int_eq(fake_pci.intx_level, 1);
 	ck_assert_uint_eq(isr_read(), VIRTIO_PCI_ISR_CONFIG);
-	ck_assert_int_eq(intx_level, 0);
+	ck_assert_int_eq(fake_pci.intx_level, 0);
 	/* With MSI-X too: the bit is set, the message goes to the config
 	 * vector. */
 	msix_enable(3);
 	cc_w(VIRTIO_PCI_COMMON_MSIX, 2, 2);
 	vtd_echo_change_config(&echo, 0x43);
-	ck_assert_int_eq(msis[2].signals, 1);
+	ck_assert_int_eq(fake_pci.msis[2].signals, 1);
 	ck_assert_uint_eq(isr_read(), VIRTIO_PCI_ISR_CONFIG);
-	ck_assert_int_eq(intx_level, 0);
+	ck_assert_int_eq(fake_pci.intx_level, 0);
 }
 END_TEST
 
@@ -663,7 +570,7 @@ START_TEST(test_4_1_4_5_1_device_must_set_queue_bit_without_msix)
 	modern_kick(0);
 	ck_assert_int_eq(vtd_vq_get_used(&vq, &id, &len), 1);
 	ck_assert_uint_eq(len, 32);
-	ck_assert_int_eq(intx_level, 1);
+	ck_assert_int_eq(fake_pci.intx_level, 1);
 	ck_assert_uint_eq(isr_read(), VIRTIO_PCI_ISR_QUEUE);
 }
 END_TEST
@@ -679,7 +586,7 @@ START_TEST(test_4_1_4_5_1_pci_status_interrupt_must_follow_isr)
 	ck_assert(cfg_r(PCI_STATUS, 2) & PCI_STATUS_INTERRUPT);
 	/* Masked by INTX_DISABLE: the line drops, the status bit stays. */
 	cfg_w(PCI_COMMAND, 2, cfg_r(PCI_COMMAND, 2) | PCI_COMMAND_INTX_DISABLE);
-	ck_assert_int_eq(intx_level, 0);
+	ck_assert_int_eq(fake_pci.intx_level, 0);
 	ck_assert(cfg_r(PCI_STATUS, 2) & PCI_STATUS_INTERRUPT);
 	isr_read();
 	ck_assert(!(cfg_r(PCI_STATUS, 2) & PCI_STATUS_INTERRUPT));
@@ -695,7 +602,7 @@ START_TEST(test_4_1_4_5_1_device_must_reset_isr_on_read)
 	modern_kick(0);
 	ck_assert_uint_eq(isr_read(), VIRTIO_PCI_ISR_QUEUE);
 	ck_assert_uint_eq(isr_read(), 0);
-	ck_assert_int_eq(intx_level, 0);
+	ck_assert_int_eq(fake_pci.intx_level, 0);
 }
 END_TEST
 
@@ -888,12 +795,12 @@ START_TEST(test_4_1_5_3_msix_queue_vector_gets_used_buffer_notification)
 	modern_kick(0);
 	ck_assert_int_eq(vtd_vq_get_used(&vq, &id, &len), 1);
 	ck_assert_uint_eq(len, 64);
-	ck_assert_int_eq(msis[1].signals, 1);
-	ck_assert_uint_eq(msis[1].addr, 0xFEE00000u);
-	ck_assert_uint_eq(msis[1].data, 0x41);
-	ck_assert_int_eq(msis[0].signals, 0);
+	ck_assert_int_eq(fake_pci.msis[1].signals, 1);
+	ck_assert_uint_eq(fake_pci.msis[1].addr, 0xFEE00000u);
+	ck_assert_uint_eq(fake_pci.msis[1].data, 0x41);
+	ck_assert_int_eq(fake_pci.msis[0].signals, 0);
 	/* MSI-X enabled: no INTx, no ISR queue bit. */
-	ck_assert_int_eq(intx_level, 0);
+	ck_assert_int_eq(fake_pci.intx_level, 0);
 	ck_assert_uint_eq(isr_read(), 0);
 }
 END_TEST
@@ -909,8 +816,8 @@ START_TEST(test_4_1_5_3_1_device_must_not_interrupt_queue_with_no_vector)
 	add_writable(16);
 	modern_kick(0);
 	ck_assert_int_eq(vtd_vq_get_used(&vq, &id, &len), 1);
-	ck_assert_int_eq(msis[0].signals + msis[1].signals, 0);
-	ck_assert_int_eq(intx_level, 0);
+	ck_assert_int_eq(fake_pci.msis[0].signals + fake_pci.msis[1].signals, 0);
+	ck_assert_int_eq(fake_pci.intx_level, 0);
 }
 END_TEST
 
@@ -922,8 +829,8 @@ START_TEST(test_4_1_5_4_1_device_must_not_interrupt_config_with_no_vector)
 	driver_ok();
 	vtd_echo_change_config(&echo, 0x10);
 	for (int v = 0; v < 3; v++)
-		ck_assert_int_eq(msis[v].signals, 0);
-	ck_assert_int_eq(intx_level, 0);
+		ck_assert_int_eq(fake_pci.msis[v].signals, 0);
+	ck_assert_int_eq(fake_pci.intx_level, 0);
 }
 END_TEST
 
@@ -940,10 +847,10 @@ START_TEST(test_4_1_5_msix_masked_vector_is_delivered_on_unmask)
 	add_writable(16);
 	modern_kick(0);
 	ck_assert_int_eq(vtd_vq_get_used(&vq, &id, &len), 1);
-	ck_assert_int_eq(msis[1].signals, 0);
+	ck_assert_int_eq(fake_pci.msis[1].signals, 0);
 	ck_assert_uint_eq(mem_r(table + VIRTIO_PCI_MSIX_PBA_OFFSET, 8), 2);
 	mem_w(table + 16 + 12, 4, 0);
-	ck_assert_int_eq(msis[1].signals, 1);
+	ck_assert_int_eq(fake_pci.msis[1].signals, 1);
 	ck_assert_uint_eq(mem_r(table + VIRTIO_PCI_MSIX_PBA_OFFSET, 8), 0);
 }
 END_TEST
@@ -1001,17 +908,17 @@ START_TEST(test_4_1_4_10_transitional_device_must_present_legacy_interface_in_ba
 	virtio_device_sync(dev());
 	ck_assert_int_eq(vtd_vq_get_used(&vq, &id, &len), 1);
 	ck_assert_uint_eq(len, 48);
-	ck_assert_int_eq(intx_level, 1);
+	ck_assert_int_eq(fake_pci.intx_level, 1);
 	ck_assert_uint_eq(leg_r(VIRTIO_PCI_LEGACY_ISR, 1), VIRTIO_PCI_ISR_QUEUE);
-	ck_assert_int_eq(intx_level, 0);
+	ck_assert_int_eq(fake_pci.intx_level, 0);
 	/* The legacy notify register has an ioeventfd matching queue 0. */
 	{
 		int n = 0;
 
 		for (int i = 0; i < 16; i++)
-			n += evfds[i].assigned && evfds[i].pio &&
-			     evfds[i].addr == bar_base(0) + VIRTIO_PCI_LEGACY_QUEUE_NOTIFY &&
-			     evfds[i].datamatch == 0;
+			n += fake_pci.evfds[i].assigned && fake_pci.evfds[i].pio &&
+			     fake_pci.evfds[i].addr == bar_base(0) + VIRTIO_PCI_LEGACY_QUEUE_NOTIFY &&
+			     fake_pci.evfds[i].datamatch == 0;
 		ck_assert_int_eq(n, 1);
 	}
 }
@@ -1291,7 +1198,7 @@ START_TEST(test_3_1_2_transitional_device_must_support_use_before_driver_ok)
 	ck_assert_uint_eq(len, 32);
 	ck_assert_uint_eq(*(uint8_t *)vtd_ptr(&drv, gpa, 1), 0xEE);
 	/* ... and is told about it (INTx, ISR queue bit). */
-	ck_assert_int_eq(intx_level, 1);
+	ck_assert_int_eq(fake_pci.intx_level, 1);
 	ck_assert_uint_eq(leg_r(VIRTIO_PCI_LEGACY_ISR, 1), VIRTIO_PCI_ISR_QUEUE);
 	/* The features were final at that first use. */
 	leg_w(VIRTIO_PCI_LEGACY_GUEST_FEATURES, 4, 0);
