@@ -83,11 +83,18 @@ static void setup(void)
 	memset(&vq1, 0, sizeof(vq1));
 }
 
+static char loopdev[64]; /* a loop device attached by a test, or "" */
+
 static void teardown(void)
 {
 	char cmd[128];
 
 	stop_blk();
+	if (loopdev[0]) {
+		snprintf(cmd, sizeof(cmd), "losetup -d '%s'", loopdev);
+		ck_assert_int_eq(system(cmd), 0);
+		loopdev[0] = '\0';
+	}
 	if (vq.drv)
 		vtd_vq_destroy(&vq);
 	if (vq1.drv)
@@ -1296,6 +1303,59 @@ START_TEST(test_core_queue_threads_reset_waits_for_every_queue)
 }
 END_TEST
 
+/* A block device as the image: a loop device with 4 KiB logical sectors
+ * over the fixture's file, so the size, block size and write-zeroes come
+ * from the block-device ioctls (BLKGETSIZE64, BLKSSZGET, BLKZEROOUT).
+ * Needs root and the loop driver, as CI has. */
+START_TEST(test_5_2_block_device_as_image)
+{
+	uint64_t w = buffer(8192, 0), r = buffer(8192, 0);
+	uint8_t *wp = vtd_ptr(&drv, w, 8192), file[8192], z[4096] = { 0 };
+	struct vtd_sg out = { w, 8192, false }, in = { r, 8192, true }, seg;
+	char cmd[600], line[256] = "";
+	FILE *p;
+	int st;
+
+	stop_blk();
+	snprintf(cmd, sizeof(cmd),
+		 "losetup --find --show --sector-size 4096 '%s' 2>&1", img);
+	p = popen(cmd, "r");
+	ck_assert_ptr_nonnull(p);
+	if (!fgets(line, sizeof(line), p))
+		line[0] = '\0';
+	st = pclose(p);
+	line[strcspn(line, "\n")] = '\0';
+	ck_assert_msg(st == 0 && strncmp(line, "/dev/loop", 9) == 0,
+		      "losetup (needs root and the loop driver): %s", line);
+	snprintf(loopdev, sizeof(loopdev), "%s", line);
+
+	start_blk(loopdev, false, 1, "kite-loop");
+	bring_up(F_BASIC, false);
+	ck_assert_uint_eq(cfg64(VIRTIO_BLK_CFG_CAPACITY), SECTORS);
+	ck_assert_uint_eq(cfg32(VIRTIO_BLK_CFG_BLK_SIZE), 4096);
+	for (int i = 0; i < 8192; i++)
+		wp[i] = (uint8_t)(i * 13 + 1);
+	ck_assert_uint_eq(request(VIRTIO_BLK_T_OUT, 64, &out, 1, NULL),
+			  VIRTIO_BLK_S_OK);
+	ck_assert_uint_eq(request(VIRTIO_BLK_T_FLUSH, 0, NULL, 0, NULL),
+			  VIRTIO_BLK_S_OK);
+	file_read(64 * 512, file, sizeof(file));
+	ck_assert_mem_eq(file, wp, 8192);
+	ck_assert_uint_eq(request(VIRTIO_BLK_T_IN, 64, &in, 1, NULL),
+			  VIRTIO_BLK_S_OK);
+	ck_assert_mem_eq(vtd_ptr(&drv, r, 8192), wp, 8192);
+	/* Write-zeroes over the first 4 KiB only. */
+	seg = (struct vtd_sg){ segment(64, 8, 0), 16, false };
+	ck_assert_uint_eq(request(VIRTIO_BLK_T_WRITE_ZEROES, 0, &seg, 1, NULL),
+			  VIRTIO_BLK_S_OK);
+	ck_assert_uint_eq(request(VIRTIO_BLK_T_FLUSH, 0, NULL, 0, NULL),
+			  VIRTIO_BLK_S_OK);
+	file_read(64 * 512, file, sizeof(file));
+	ck_assert_mem_eq(file, z, 4096);
+	ck_assert_mem_eq(file + 4096, wp + 4096, 4096);
+}
+END_TEST
+
 /* ---- busy-polling (virtio_device_set_polling) ---- */
 
 /* Collect one used buffer without virtio_device_sync() (a sync ends a
@@ -1434,6 +1494,7 @@ static Suite *virtio_blk_suite(void)
 	tcase_add_test(tc, test_core_queue_threads_run_queues_in_parallel);
 	tcase_add_test(tc, test_core_queue_threads_reset_waits_for_every_queue);
 	tcase_add_test(tc, test_polling_serves_buffers_without_a_notification);
+	tcase_add_test(tc, test_5_2_block_device_as_image);
 	suite_add_tcase(s, tc);
 	/* Short timeout: a poll that held the lock would run for an hour. */
 	tc = tcase_create("polling");
