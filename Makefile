@@ -271,7 +271,7 @@ bench-linux: kite
 # (tests/bench/blk-iops.c); BLK_IOPS_ARGS e.g. "-d -t 5 -f /dev/nvme0n1".
 BLK_IOPS = $(B)/tests/bench/blk-iops
 
-$(BLK_IOPS): $(B)/tests/bench/blk-iops.o $(UNIT_HELPERS) $(LIB)
+$(BLK_IOPS): $(B)/tests/bench/blk-iops.o $(B)/tests/unit/virtio_test_driver.o $(LIB)
 	$(CC) $(KITE_LDFLAGS) -o $@ $^ $(DEP_LIBS)
 
 bench-blk: $(BLK_IOPS)
