@@ -79,7 +79,10 @@ static void run_queue(struct virtio_device *dev, unsigned q)
  * sync requests).  It runs every callback under its own lock.  A device
  * has its device loop (dev->loop) and, with per-queue threads, one loop
  * per queue (dev->queue_loops) serving that queue's kicks while the
- * device loop serves none. */
+ * device loop serves none.  With polling on (virtio_device_set_polling)
+ * a loop that just did work keeps its lock and spins for a while
+ * (loop_poll) before it sleeps again; threads from outside take the lock
+ * through loop_lock(), which makes the spin end. */
 
 static int loop_init(struct virtio_loop *l, struct virtio_device *dev,
 		     unsigned first_q, unsigned nr_q)
