@@ -200,8 +200,9 @@ static void loop_poll(struct virtio_loop *l)
 	bool worked = false;
 
 	set_polling(l, true);
-	while (!l->stopping && !__atomic_load_n(&l->waiters, __ATOMIC_ACQUIRE) &&
-	       l->sync_requested == l->sync_done) {
+	/* A sync counts as a waiter from before it asks until it is done,
+	 * so |waiters| covers syncs too. */
+	while (!l->stopping && !__atomic_load_n(&l->waiters, __ATOMIC_ACQUIRE)) {
 		uint64_t t;
 
 		if (poll_once(l)) {
