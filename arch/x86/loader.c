@@ -98,17 +98,13 @@ static int load_linux(struct guest_memory *mem, const struct vm_config *cfg,
 	int rc;
 
 	if (ctx->pvm_profile) {
-		size_t len = strlen(cfg->cmdline) + strlen(pvm_kernel_params) +
-			     PVM_CMDLINE_EXTRA;
-
 		/* The guest would inflate a compressed initramfs emulated:
 		 * minutes for a few MiB. */
 		p.unpack_initrd = true;
 
-		cmdline = malloc(len);
+		cmdline = pvm_cmdline(cfg->cmdline, cfg->nr_serial);
 		if (!cmdline)
 			return -ENOMEM;
-		pvm_cmdline(cfg->cmdline, cfg->nr_serial, cmdline, len);
 		p.cmdline = cmdline;
 	}
 	rc = x86_linux_load(mem, &p, entry, &info, err, errlen);
@@ -171,15 +167,11 @@ static int load_linux_bios(struct guest_memory *mem,
 		p.initrd_size = initrd_size;
 	}
 	if (ctx->pvm_profile) {
-		size_t len = strlen(cfg->cmdline) + strlen(pvm_kernel_params) +
-			     PVM_CMDLINE_EXTRA;
-
-		cmdline = malloc(len);
+		cmdline = pvm_cmdline(cfg->cmdline, cfg->nr_serial);
 		if (!cmdline) {
 			free(initrd);
 			return -ENOMEM;
 		}
-		pvm_cmdline(cfg->cmdline, cfg->nr_serial, cmdline, len);
 		p.cmdline = cmdline;
 	}
 	rc = x86_bios_load_linux(mem, &p, entry, &info, err, errlen);

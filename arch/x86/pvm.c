@@ -99,12 +99,12 @@ void pvm_mask_cpuid(struct kvm_cpuid2 *c)
 	}
 }
 
-int pvm_cmdline(const char *user, unsigned nr_uarts, char *out,
-		size_t outlen)
+char *pvm_cmdline(const char *user, unsigned nr_uarts)
 {
-	int n = snprintf(out, outlen, "%s 8250.nr_uarts=%u%s%s",
-			 pvm_kernel_params, nr_uarts, user && *user ? " " : "",
-			 user ? user : "");
+	char *out;
 
-	return n < 0 || (size_t)n >= outlen ? -E2BIG : 0;
+	if (asprintf(&out, "%s 8250.nr_uarts=%u%s%s", pvm_kernel_params,
+		     nr_uarts, user && *user ? " " : "", user ? user : "") < 0)
+		return NULL;
+	return out;
 }

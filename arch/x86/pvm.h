@@ -29,10 +29,9 @@ extern const char pvm_kernel_params[];
 /* Clear the refused features from a CPUID table. */
 void pvm_mask_cpuid(struct kvm_cpuid2 *cpuid);
 
-/* Build "PVM_PARAMS 8250.nr_uarts=N USER_PARAMS" into |out|, N the
- * number of UARTs the VM has; -E2BIG if it does not fit. */
-#define PVM_CMDLINE_EXTRA 32 /* bytes beyond the two parameter strings */
-int pvm_cmdline(const char *user, unsigned nr_uarts, char *out,
-		size_t outlen);
+/* "PVM_PARAMS 8250.nr_uarts=N USER_PARAMS", N the number of UARTs the
+ * VM has, in a malloc'd string (the caller frees it); NULL without
+ * memory. */
+char *pvm_cmdline(const char *user, unsigned nr_uarts);
 
 #endif
