@@ -210,8 +210,8 @@ $(EXEC_STATS): tests/bench/exec-stats.c
 bench: kite $(PAYLOADS) $(EXEC_STATS) $(B)/tests/bench/blk-iops
 	@tests/bench/boot-payload.sh ./kite $(B)/tests/guest $(EXEC_STATS)
 	@$(BLK_IOPS)
-	@echo "blk-iops: the same, page cache, with a 32 us busy-poll window (poll=32)"
-	@$(BLK_IOPS) -b -P 32
+	@echo "blk-iops: the same, page cache, without busy-polling (poll=0)"
+	@$(BLK_IOPS) -b -P 0
 	@tests/bench/agent-boot.sh
 
 # ---- install -------------------------------------------------------------------

@@ -193,10 +193,11 @@ static bool poll_once(struct virtio_loop *l)
  * notifications and the polled fds' signals off meanwhile: a driver that
  * adds buffers while the device is still busy with the previous batch
  * then costs neither a notification nor a wake-up.  Anyone waiting for
- * the lock (reset, queue change, sync, stop) ends it. */
+ * the lock (reset, queue change, sync, stop) ends it.  Leaves idle_since
+ * at the last work found. */
 static void loop_poll(struct virtio_loop *l)
 {
-	uint64_t deadline = now_ns() + l->poll_ns;
+	uint64_t last_work = now_ns();
 	bool worked = false;
 
 	set_polling(l, true);
@@ -211,9 +212,9 @@ static void loop_poll(struct virtio_loop *l)
 		}
 		t = now_ns();
 		if (worked) {
-			deadline = t + l->poll_ns;
+			last_work = t;
 			worked = false;
-		} else if (t >= deadline) {
+		} else if (t - last_work >= l->poll_ns) {
 			break;
 		}
 		cpu_relax();
@@ -221,8 +222,33 @@ static void loop_poll(struct virtio_loop *l)
 	/* Signals back on; what arrived before that came without one
 	 * (§2.7.10 for the queues), so take it now. */
 	set_polling(l, false);
-	if (!l->stopping)
-		poll_once(l);
+	if (!l->stopping && poll_once(l))
+		last_work = now_ns();
+	l->idle_since = last_work;
+}
+
+/* The loop woke at |now| and found work, idle since idle_since: adapt
+ * the poll window (see virtio_device_set_polling).  A window of |idle| would have
+ * caught this work without a sleep: worth growing towards it if within
+ * the maximum; beyond that, polling only burns time. */
+static void adapt_poll_window(struct virtio_loop *l, uint64_t now)
+{
+	uint64_t idle = now - l->idle_since;
+
+	if (idle <= l->poll_max_ns) {
+		if (idle > l->poll_ns) {
+			l->poll_ns = l->poll_ns ? 2 * l->poll_ns
+						: VIRTIO_POLL_MIN_NS;
+			if (l->poll_ns > l->poll_max_ns)
+				l->poll_ns = l->poll_max_ns;
+			l->poll_grows++;
+		}
+	} else if (l->poll_ns) {
+		l->poll_ns /= 2;
+		if (l->poll_ns < VIRTIO_POLL_MIN_NS)
+			l->poll_ns = 0;
+		l->poll_shrinks++;
+	}
 }
 
 static void *loop_thread(void *arg)
@@ -230,7 +256,7 @@ static void *loop_thread(void *arg)
 	struct virtio_loop *l = arg;
 	struct virtio_device *dev = l->dev;
 	struct epoll_event evs[VIRTIO_MAX_QUEUES + VIRTIO_MAX_WATCHED_FDS + 1];
-	uint64_t snapshot, val;
+	uint64_t snapshot, val, woke;
 
 	pthread_mutex_lock(&l->lock);
 	while (!l->stopping) {
@@ -247,6 +273,7 @@ static void *loop_thread(void *arg)
 		n = epoll_wait(l->epoll_fd, evs, sizeof(evs) / sizeof(evs[0]),
 			       snapshot > l->sync_done ? 0 : -1);
 		pthread_mutex_lock(&l->lock);
+		woke = l->poll_max_ns ? now_ns() : 0;
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
@@ -289,8 +316,14 @@ static void *loop_thread(void *arg)
 			l->sync_done = snapshot;
 			pthread_cond_broadcast(&l->sync_cond);
 		}
-		if (l->poll_ns && worked && !l->stopping)
-			loop_poll(l);
+		if (l->poll_max_ns && worked && !l->stopping) {
+			if (l->idle_since)
+				adapt_poll_window(l, woke);
+			if (l->poll_ns)
+				loop_poll(l);
+			else
+				l->idle_since = now_ns();
+		}
 	}
 	/* Release anyone still waiting in loop_sync(). */
 	l->sync_done = UINT64_MAX;
@@ -535,13 +568,13 @@ int virtio_queue_watch_fd(struct virtio_device *dev, unsigned qidx, int fd,
 					    opaque);
 }
 
-void virtio_device_set_polling(struct virtio_device *dev, unsigned poll_us)
+void virtio_device_set_polling(struct virtio_device *dev, unsigned max_us)
 {
 	struct virtio_loop *l;
 	unsigned i;
 
 	for_each_loop(dev, l, i)
-		l->poll_ns = (uint64_t)poll_us * 1000;
+		l->poll_max_ns = l->poll_ns = (uint64_t)max_us * 1000;
 }
 
 int virtio_device_start(struct virtio_device *dev)

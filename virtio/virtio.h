@@ -211,7 +211,10 @@ struct virtio_loop {
 	bool running, stopping;
 	bool kick_all;                     /* replay kicks after DRIVER_OK */
 	uint64_t sync_requested, sync_done;
-	uint64_t poll_ns;                  /* busy-poll window; 0: never */
+	uint64_t poll_max_ns;              /* polling's limit; 0: never poll */
+	uint64_t poll_ns;                  /* the window now (adaptive) */
+	uint64_t idle_since;               /* when the last work was done */
+	uint64_t poll_grows, poll_shrinks; /* adaptations, for the tests */
 	unsigned waiters;                  /* atomic: threads wanting |lock| */
 	struct {
 		int fd;
@@ -396,12 +399,18 @@ int virtio_queue_watch_fd_polled(struct virtio_device *dev, unsigned qidx,
 				 void *opaque);
 /* Busy-polling, opt-in per device (virtio-blk): after each batch of
  * events a loop keeps handling its queues' new buffers and its polled
- * fds for up to |poll_us| microseconds after the last work it found
- * before it sleeps again, with the driver's available buffer
- * notifications turned off meanwhile (§2.7.10, §2.8.10).  Trades CPU time
- * for fewer wake-ups and fewer guest notifications (exits).  A reset,
- * queue change or sync ends a poll at once.  0 (the default) disables.
- * Call before virtio_device_start(). */
-void virtio_device_set_polling(struct virtio_device *dev, unsigned poll_us);
+ * fds for a while (its poll window) after the last work it found before
+ * it sleeps again, with the driver's available buffer notifications
+ * turned off meanwhile (§2.7.10, §2.8.10).  Trades CPU time for fewer
+ * wake-ups and fewer guest notifications (exits).  The window adapts,
+ * between 0 and |max_us| microseconds (it starts at the maximum): after
+ * each sleep that ended in work, a sleep that a window of at most
+ * |max_us| would have avoided doubles it, a longer one halves it (to 0
+ * below VIRTIO_POLL_MIN_NS), so a driver that keeps the device busy gets
+ * polled and a slow one costs no spinning.  A reset, queue change or
+ * sync ends a poll at once.  0 (the default) disables.  Call before
+ * virtio_device_start(). */
+#define VIRTIO_POLL_MIN_NS 4000u
+void virtio_device_set_polling(struct virtio_device *dev, unsigned max_us);
 
 #endif

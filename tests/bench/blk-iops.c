@@ -16,8 +16,10 @@
  * medians of the IOPS and of the pairwise ratios are printed.
  *
  * usage: blk-iops [-f FILE] [-s SIZE_MIB] [-t SECONDS] [-r ROUNDS] [-d|-b]
- *                 [-p] [-P US]
+ *                 [-R|-W] [-q QD] [-p] [-P US]
  *   -d  O_DIRECT only, -b buffered only (default: both)
+ *   -R  reads only, -W writes only (default: both)
+ *   -q  this queue depth only (1 to 32; default: 1 and 32)
  *   -p  device backend on the thread pool instead of io_uring
  *   -P  the device's busy-poll window (kite's poll=US; default kite's) */
 #include <errno.h>
@@ -46,6 +48,8 @@ static double now(void)
 #define MAX_ROUNDS 15
 
 static bool use_pool;
+static unsigned only_qd;          /* 0: both depths */
+static int patterns = 3;          /* bit 0: reads, bit 1: writes */
 static unsigned poll_us = VIRTIO_BLK_DEFAULT_POLL_US;
 
 static int cmp_double(const void *a, const void *b)
@@ -196,6 +200,17 @@ static double run_device(bool write, unsigned qd, uint64_t nblocks,
 			"waits timed out %llu\n",
 			(unsigned long long)done, (unsigned long long)blk.syncs,
 			drv.queue_irqs[0], (unsigned long long)timeouts);
+	if (getenv("BLK_IOPS_DEBUG")) {
+		const struct virtio_loop *l = blk.vdev.queue_loops
+						      ? &blk.vdev.queue_loops[0]
+						      : &blk.vdev.loop;
+
+		fprintf(stderr, "debug: poll window %llu ns, grown %llu, "
+			"shrunk %llu times\n",
+			(unsigned long long)l->poll_ns,
+			(unsigned long long)l->poll_grows,
+			(unsigned long long)l->poll_shrinks);
+	}
 	return (double)done / (now() - t0);
 }
 
@@ -283,9 +298,15 @@ static void bench_mode(const char *path, bool direct, uint64_t size,
 	for (int w = 0; w < 2; w++) {
 		static const unsigned qds[] = { 1, 32 };
 
+		if (!(patterns & (1 << w)))
+			continue;
 		for (int q = 0; q < 2; q++) {
 			double dev[MAX_ROUNDS], host[MAX_ROUNDS],
 				ratio[MAX_ROUNDS];
+			unsigned qd = only_qd ? only_qd : qds[q];
+
+			if (only_qd && q)
+				break;
 
 			/* The host limit with its own fd, as the VMM would
 			 * have it, but without the virtio path. */
@@ -295,13 +316,13 @@ static void bench_mode(const char *path, bool direct, uint64_t size,
 				exit(1);
 			}
 			for (unsigned r = 0; r < rounds; r++) {
-				dev[r] = run_device(w, qds[q], nblocks, secs);
-				host[r] = run_host(fd, w, qds[q], nblocks, secs,
+				dev[r] = run_device(w, qd, nblocks, secs);
+				host[r] = run_host(fd, w, qd, nblocks, secs,
 						   hbufs);
 				ratio[r] = host[r] > 0 ? dev[r] / host[r] : 0;
 			}
 			printf("  %-10s %3u %12.0f %12.0f %6.1f%%\n",
-			       w ? "randwrite" : "randread", qds[q],
+			       w ? "randwrite" : "randread", qd,
 			       median(dev, rounds), median(host, rounds),
 			       100.0 * median(ratio, rounds));
 			fflush(stdout);
@@ -325,7 +346,7 @@ int main(int argc, char **argv)
 	unsigned rounds = 5;
 	int opt, modes = 3, fd;
 
-	while ((opt = getopt(argc, argv, "f:s:t:r:dbpP:")) != -1) {
+	while ((opt = getopt(argc, argv, "f:s:t:r:dbRWq:pP:")) != -1) {
 		switch (opt) {
 		case 'f': path = optarg; break;
 		case 's': size = strtoull(optarg, NULL, 0) << 20; break;
@@ -333,11 +354,23 @@ int main(int argc, char **argv)
 		case 'r': rounds = (unsigned)strtoul(optarg, NULL, 0); break;
 		case 'd': modes = 2; break;
 		case 'b': modes = 1; break;
+		case 'R': patterns = 1; break;
+		case 'W': patterns = 2; break;
+		case 'q':
+			only_qd = (unsigned)strtoul(optarg, NULL, 0);
+			if (only_qd < 1 || only_qd > MAX_QD) {
+				fprintf(stderr, "blk-iops: -q %s: not a queue "
+						"depth from 1 to %d\n",
+					optarg, MAX_QD);
+				return 2;
+			}
+			break;
 		case 'p': use_pool = true; break;
 		case 'P': poll_us = (unsigned)strtoul(optarg, NULL, 0); break;
 		default:
 			fprintf(stderr, "usage: %s [-f FILE] [-s MIB] [-t SECONDS] "
-					"[-r ROUNDS] [-d|-b] [-p] [-P US]\n",
+					"[-r ROUNDS] [-d|-b] [-R|-W] [-q QD] [-p] "
+					"[-P US]\n",
 				argv[0]);
 			return 2;
 		}
