@@ -214,11 +214,17 @@ static uint8_t handle_rw(struct virtio_blk *blk, struct virtio_blk_req *req,
 	return 0xff; /* in flight */
 }
 
+/* One segment of a discard or write-zeroes payload, decoded. */
+struct blk_range {
+	uint64_t sector;
+	uint32_t num, flags;
+};
+
 static uint8_t handle_ranges(struct virtio_blk *blk,
 			     struct virtio_blk_req *req, bool zeroes)
 {
 	const struct virtq_elem *e = &req->elem;
-	uint8_t seg[SEG_SIZE];
+	struct blk_range r[VIRTIO_BLK_MAX_DISCARD_SEG];
 	uint64_t payload = e->readable_len - HDR_SIZE, nseg;
 	unsigned feature = zeroes ? VIRTIO_BLK_F_WRITE_ZEROES
 				  : VIRTIO_BLK_F_DISCARD;
@@ -232,53 +238,44 @@ static uint8_t handle_ranges(struct virtio_blk *blk,
 	nseg = payload / SEG_SIZE;
 	if (nseg > VIRTIO_BLK_MAX_DISCARD_SEG)
 		return VIRTIO_BLK_S_IOERR;
-	/* Check every segment before touching the disk. */
+	/* Read every segment once, and check them all before touching the
+	 * disk: guest memory may change under us (another vCPU), and what
+	 * was checked must be what is done. */
 	for (uint64_t i = 0; i < nseg; i++) {
-		uint64_t sector;
-		uint32_t num, flags;
+		uint8_t seg[SEG_SIZE];
 
 		virtq_elem_read(e, HDR_SIZE + i * SEG_SIZE, seg, SEG_SIZE);
-		memcpy(&sector, seg, 8);
-		memcpy(&num, seg + 8, 4);
-		memcpy(&flags, seg + 12, 4);
-		sector = le64toh(sector);
-		num = le32toh(num);
-		flags = le32toh(flags);
+		memcpy(&r[i].sector, seg, 8);
+		memcpy(&r[i].num, seg + 8, 4);
+		memcpy(&r[i].flags, seg + 12, 4);
+		r[i].sector = le64toh(r[i].sector);
+		r[i].num = le32toh(r[i].num);
+		r[i].flags = le32toh(r[i].flags);
 		/* §5.2.6.2: unknown flags, or unmap on a discard: UNSUPP. */
-		if ((flags & ~VIRTIO_BLK_WZ_F_UNMAP) ||
-		    (!zeroes && (flags & VIRTIO_BLK_WZ_F_UNMAP)))
+		if ((r[i].flags & ~VIRTIO_BLK_WZ_F_UNMAP) ||
+		    (!zeroes && (r[i].flags & VIRTIO_BLK_WZ_F_UNMAP)))
 			return VIRTIO_BLK_S_UNSUPP;
-		if (num > VIRTIO_BLK_MAX_DISCARD_SECTORS ||
-		    !sectors_ok(blk, sector, num))
+		if (r[i].num > VIRTIO_BLK_MAX_DISCARD_SECTORS ||
+		    !sectors_ok(blk, r[i].sector, r[i].num))
 			return VIRTIO_BLK_S_IOERR;
 	}
 	req->pending = 1; /* held until every segment is submitted */
 	for (uint64_t i = 0; i < nseg; i++) {
-		uint64_t sector;
-		uint32_t num, flags;
+		uint64_t off = r[i].sector * VIRTIO_BLK_SECTOR;
+		uint64_t len = (uint64_t)r[i].num * VIRTIO_BLK_SECTOR;
 		int err;
 
-		virtq_elem_read(e, HDR_SIZE + i * SEG_SIZE, seg, SEG_SIZE);
-		memcpy(&sector, seg, 8);
-		memcpy(&num, seg + 8, 4);
-		memcpy(&flags, seg + 12, 4);
-		sector = le64toh(sector);
-		num = le32toh(num);
-		flags = le32toh(flags);
-		if (num == 0)
+		if (r[i].num == 0)
 			continue;
 		req->pending++;
 		if (zeroes)
 			err = disk_submit_write_zeroes(
-				req->q->disk, sector * VIRTIO_BLK_SECTOR,
-				(uint64_t)num * VIRTIO_BLK_SECTOR,
-				flags & VIRTIO_BLK_WZ_F_UNMAP, req_complete,
-				req);
-		else
-			err = disk_submit_discard(
-				req->q->disk, sector * VIRTIO_BLK_SECTOR,
-				(uint64_t)num * VIRTIO_BLK_SECTOR,
+				req->q->disk, off, len,
+				r[i].flags & VIRTIO_BLK_WZ_F_UNMAP,
 				req_complete, req);
+		else
+			err = disk_submit_discard(req->q->disk, off, len,
+						  req_complete, req);
 		if (err) {
 			req->pending--;
 			if (!req->error)
