@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -806,6 +807,325 @@ END_TEST
 
 /* ==== multiqueue, reset, qcow2 ==== */
 
+/* ---- a hostile driver, at random ----
+ *
+ * Random request types, sectors, header lengths, descriptor counts,
+ * lengths and directions (valid chains, readable part first, so the
+ * queue itself stays usable).  Whatever the device answers, it may
+ * write guest memory only inside the chain's device-writable buffers,
+ * and the image only as far as it reported success: the test keeps a
+ * model of the image, applies the requests the device says succeeded,
+ * and compares.  Reads reported as successful must return the model's
+ * data. */
+
+#define FZ_ARENA (256u << 10)
+
+static uint64_t fz_state;
+
+static uint64_t fz(uint64_t n) /* uniform-ish in [0, n) */
+{
+	fz_state ^= fz_state << 13;
+	fz_state ^= fz_state >> 7;
+	fz_state ^= fz_state << 17;
+	return n ? fz_state % n : fz_state;
+}
+
+struct fz_req {
+	struct vtd_sg sg[16];
+	unsigned n;
+	uint64_t next;          /* arena gpa of the next free byte */
+	uint64_t arena;
+};
+
+/* Carve |len| bytes from the arena (with a gap, so overruns show). */
+static uint64_t fz_carve(struct fz_req *r, uint32_t len, bool write)
+{
+	uint64_t gpa = r->next + fz(64);
+
+	ck_assert_uint_le(gpa + len, r->arena + FZ_ARENA);
+	r->next = gpa + len;
+	r->sg[r->n++] = (struct vtd_sg){ gpa, len, write };
+	return gpa;
+}
+
+static uint32_t fz_data_len(void)
+{
+	uint32_t len = (uint32_t)(1 + fz(8)) * 512;
+
+	return fz(12) == 0 ? (uint32_t)(1 + fz(1500)) : len; /* odd: 1 in 12 */
+}
+
+static void random_requests(bool qcow2)
+{
+	char q[160], cmd[400];
+	uint8_t *model = malloc(DISK_BYTES), *file = malloc(DISK_BYTES);
+	uint8_t *unknown = calloc(SECTORS, 1); /* discarded: 0s or old data */
+	uint8_t *shadow = malloc(FZ_ARENA), *rd = malloc(FZ_ARENA);
+	uint64_t arena = vtd_alloc(&drv, FZ_ARENA, 4096);
+	uint8_t *mem = vtd_ptr(&drv, arena, FZ_ARENA);
+	unsigned counts[3] = { 0 };
+	struct stat st;
+
+	ck_assert(model && file && unknown && shadow && rd && mem);
+	/* Fixed, so a failure repeats; KITE_BLK_FUZZ_SEED tries others. */
+	fz_state = getenv("KITE_BLK_FUZZ_SEED")
+			   ? strtoull(getenv("KITE_BLK_FUZZ_SEED"), NULL, 0)
+			   : 0x2545f4914f6cdd1dull;
+	if (!fz_state)
+		fz_state = 1;
+	for (uint32_t i = 0; i < DISK_BYTES; i++)
+		model[i] = (uint8_t)fz(256);
+	file_write(0, model, DISK_BYTES);
+	if (qcow2) {
+		/* The same data in a qcow2 image with small clusters (many
+		 * L2 entries, allocation on most writes). */
+		stop_blk();
+		snprintf(q, sizeof(q), "%s/disk.qcow2", dir);
+		snprintf(cmd, sizeof(cmd),
+			 "qemu-img convert -f raw -O qcow2 -o cluster_size=4096 "
+			 "'%s' '%s'", img, q);
+		ck_assert_int_eq(system(cmd), 0);
+		start_blk(q, false, 1, NULL);
+	}
+	bring_up(F_BASIC, false);
+
+	for (int i = 0; i < 600; i++) {
+		static const uint32_t types[] = {
+			VIRTIO_BLK_T_IN, VIRTIO_BLK_T_IN, VIRTIO_BLK_T_IN,
+			VIRTIO_BLK_T_OUT, VIRTIO_BLK_T_OUT, VIRTIO_BLK_T_OUT,
+			VIRTIO_BLK_T_FLUSH, VIRTIO_BLK_T_GET_ID,
+			VIRTIO_BLK_T_DISCARD, VIRTIO_BLK_T_DISCARD,
+			VIRTIO_BLK_T_WRITE_ZEROES, VIRTIO_BLK_T_WRITE_ZEROES,
+			VIRTIO_BLK_T_GET_LIFETIME, 0xdeadbeef,
+		};
+		uint32_t type = types[fz(sizeof(types) / sizeof(types[0]))];
+		uint64_t sector = fz(4) ? fz(SECTORS) : SECTORS - fz(16);
+		struct { uint64_t sector; uint32_t num, flags; } seg[20];
+		struct fz_req r = { .next = arena, .arena = arena };
+		uint32_t hdr_len = fz(10) ? 16 : (uint32_t)(1 + fz(15));
+		uint32_t readable = 0, writable = 0, id, len;
+		unsigned nseg = 0, status_sg;
+		uint64_t h, le_sector;
+		uint32_t le_type;
+		uint8_t status;
+		bool status_alone = fz(10) != 0, no_status = fz(25) == 0;
+
+		if (fz(20) == 0)
+			sector = fz(0); /* anywhere in 64 bits */
+		memset(mem, 0xa5, FZ_ARENA);
+		/* header, sometimes split in two */
+		h = fz_carve(&r, hdr_len, false);
+		if (hdr_len == 16 && fz(4) == 0) {
+			r.sg[0].len = 7;
+			r.sg[r.n++] = (struct vtd_sg){ h + 7, 9, false };
+		}
+		le_type = htole32(type);
+		le_sector = htole64(sector);
+		memcpy(mem + (h - arena), &le_type, hdr_len < 4 ? hdr_len : 4);
+		if (hdr_len == 16) {
+			memset(mem + (h - arena) + 4, 0, 4);
+			memcpy(mem + (h - arena) + 8, &le_sector, 8);
+		}
+		/* device-readable payload */
+		if (type == VIRTIO_BLK_T_OUT || fz(8) == 0) {
+			for (unsigned k = 1 + fz(3); k--;) {
+				uint32_t l = fz_data_len();
+				uint64_t g = fz_carve(&r, l, false);
+
+				for (uint32_t b = 0; b < l; b++)
+					mem[g - arena + b] = (uint8_t)fz(256);
+			}
+		} else if (type == VIRTIO_BLK_T_DISCARD ||
+			   type == VIRTIO_BLK_T_WRITE_ZEROES) {
+			uint64_t g;
+
+			nseg = fz(8) ? 1 + fz(3) : fz(20);
+			if (nseg == 0)
+				nseg = 1;
+			g = fz_carve(&r, nseg * 16, false);
+			for (unsigned k = 0; k < nseg; k++) {
+				uint8_t *p = mem + (g - arena) + k * 16;
+
+				seg[k].sector = fz(5) ? fz(SECTORS)
+						      : SECTORS - fz(8);
+				seg[k].num = fz(6) ? (uint32_t)fz(64)
+						   : (uint32_t)fz(0);
+				seg[k].flags = fz(3) ? 0
+					       : fz(2) ? VIRTIO_BLK_WZ_F_UNMAP
+						       : (uint32_t)fz(0);
+				le_sector = htole64(seg[k].sector);
+				memcpy(p, &le_sector, 8);
+				le_type = htole32(seg[k].num);
+				memcpy(p + 8, &le_type, 4);
+				le_type = htole32(seg[k].flags);
+				memcpy(p + 12, &le_type, 4);
+			}
+		}
+		for (unsigned k = 0; k < r.n; k++)
+			readable += r.sg[k].len;
+		/* device-writable part, the status byte last */
+		if (type == VIRTIO_BLK_T_IN || fz(8) == 0)
+			for (unsigned k = 1 + fz(3); k--;)
+				fz_carve(&r, fz_data_len(), true);
+		else if (type == VIRTIO_BLK_T_GET_ID)
+			fz_carve(&r, fz(4) ? 20 : (uint32_t)(1 + fz(40)), true);
+		if (no_status && r.n > 0 && !r.sg[r.n - 1].write)
+			status_alone = false; /* no writable byte at all */
+		else if (status_alone || !r.sg[r.n - 1].write)
+			fz_carve(&r, 1, true);
+		else
+			r.sg[r.n - 1].len++; /* shares the last buffer */
+		status_sg = r.n - 1;
+		for (unsigned k = 0; k < r.n; k++)
+			if (r.sg[k].write)
+				writable += r.sg[k].len;
+		memcpy(shadow, mem, FZ_ARENA);
+
+		ck_assert_int_ge(vtd_vq_add(&vq, r.sg, r.n, false), 0);
+		vtd_kick(&drv, 0);
+		ck_assert_msg(wait_used(&vq, &id, &len) == 1,
+			      "request %d (type %#x) never completed", i, type);
+		assert_device_ok();
+		ck_assert_uint_le(len, writable);
+
+		/* Guest memory: only the writable buffers may have changed. */
+		for (unsigned k = 0; k < r.n; k++)
+			if (r.sg[k].write)
+				memcpy(shadow + (r.sg[k].gpa - arena),
+				       mem + (r.sg[k].gpa - arena),
+				       r.sg[k].len);
+		ck_assert_msg(memcmp(shadow, mem, FZ_ARENA) == 0,
+			      "request %d (type %#x) wrote guest memory "
+			      "outside its writable buffers", i, type);
+		if (!writable) {
+			/* Nowhere to report: returned unused (§2.7.8). */
+			ck_assert_uint_eq(len, 0);
+			continue;
+		}
+		status = mem[r.sg[status_sg].gpa - arena +
+			     r.sg[status_sg].len - 1];
+		ck_assert_msg(status <= VIRTIO_BLK_S_UNSUPP,
+			      "request %d: status %#x", i, status);
+		counts[status]++;
+		/* The device's view: the header is the first 16 bytes of the
+		 * readable part wherever the descriptors split it
+		 * (§2.7.4.1), the rest is the payload. */
+		for (unsigned k = 0, pos = 0; k < r.n; k++)
+			if (!r.sg[k].write) {
+				memcpy(rd + pos, shadow + (r.sg[k].gpa - arena),
+				       r.sg[k].len);
+				pos += r.sg[k].len;
+			}
+		if (readable < 16) {
+			ck_assert_uint_eq(status, VIRTIO_BLK_S_IOERR);
+			continue;
+		}
+		memcpy(&le_type, rd, 4);
+		memcpy(&le_sector, rd + 8, 8);
+		type = le32toh(le_type);
+		sector = le64toh(le_sector);
+		if (type != VIRTIO_BLK_T_IN && type != VIRTIO_BLK_T_OUT &&
+		    type != VIRTIO_BLK_T_FLUSH && type != VIRTIO_BLK_T_FLUSH_OUT &&
+		    type != VIRTIO_BLK_T_GET_ID && type != VIRTIO_BLK_T_DISCARD &&
+		    type != VIRTIO_BLK_T_WRITE_ZEROES)
+			ck_assert_uint_eq(status, VIRTIO_BLK_S_UNSUPP);
+		if (status != VIRTIO_BLK_S_OK)
+			continue;
+
+		/* Success: what the device must have done. */
+		if (type == VIRTIO_BLK_T_OUT) {
+			uint64_t off = sector * 512, n = readable - 16;
+
+			ck_assert_uint_eq(writable, 1);
+			ck_assert_uint_le(off + n, DISK_BYTES);
+			memcpy(model + off, rd + 16, n);
+			memset(unknown + off / 512, 0, n / 512);
+		} else if (type == VIRTIO_BLK_T_IN) {
+			uint64_t pos = sector * 512;
+			uint32_t left = writable - 1;
+
+			ck_assert_uint_eq(readable, 16);
+			ck_assert_uint_eq(len, writable);
+			ck_assert_uint_le(pos + left, DISK_BYTES);
+			for (unsigned k = 0; k < r.n && left; k++) {
+				uint32_t l = r.sg[k].len < left ? r.sg[k].len
+								: left;
+
+				if (!r.sg[k].write)
+					continue;
+				for (uint32_t b = 0; b < l; b++, pos++)
+					if (!unknown[pos / 512])
+						ck_assert_msg(
+							mem[r.sg[k].gpa - arena + b] ==
+								model[pos],
+							"request %d: read byte %llu "
+							"differs from the image", i,
+							(unsigned long long)pos);
+				left -= l;
+			}
+		} else if (type == VIRTIO_BLK_T_DISCARD ||
+			   type == VIRTIO_BLK_T_WRITE_ZEROES) {
+			ck_assert_uint_eq((readable - 16) % 16, 0);
+			for (unsigned k = 0; k < (readable - 16) / 16; k++) {
+				uint64_t a, n;
+				uint32_t num;
+
+				memcpy(&le_sector, rd + 16 + k * 16, 8);
+				memcpy(&num, rd + 16 + k * 16 + 8, 4);
+				a = le64toh(le_sector) * 512;
+				n = (uint64_t)le32toh(num) * 512;
+				ck_assert_uint_le(a + n, DISK_BYTES);
+				if (type == VIRTIO_BLK_T_WRITE_ZEROES)
+					memset(model + a, 0, n);
+				memset(unknown + a / 512,
+				       type == VIRTIO_BLK_T_DISCARD, n / 512);
+			}
+		}
+	}
+	/* Every outcome happened, so the requests reached past the checks. */
+	ck_assert_uint_gt(counts[VIRTIO_BLK_S_OK], 50);
+	ck_assert_uint_gt(counts[VIRTIO_BLK_S_IOERR], 50);
+	ck_assert_uint_gt(counts[VIRTIO_BLK_S_UNSUPP], 10);
+
+	/* The image: its size, and the model's bytes wherever known. */
+	ck_assert_int_eq(virtio_device_sync(DEV), 0);
+	if (qcow2) {
+		stop_blk();
+		snprintf(cmd, sizeof(cmd), "qemu-img check -q '%s'", q);
+		ck_assert_int_eq(system(cmd), 0);
+		snprintf(cmd, sizeof(cmd), "qemu-img convert -O raw '%s' '%s'",
+			 q, img);
+		ck_assert_int_eq(system(cmd), 0);
+	}
+	ck_assert_int_eq(stat(img, &st), 0);
+	ck_assert_int_eq(st.st_size, DISK_BYTES);
+	file_read(0, file, DISK_BYTES);
+	for (uint32_t sct = 0; sct < SECTORS; sct++)
+		if (!unknown[sct])
+			ck_assert_msg(memcmp(file + sct * 512, model + sct * 512,
+					     512) == 0,
+				      "image sector %u differs from the model",
+				      sct);
+	free(model);
+	free(file);
+	free(unknown);
+	free(shadow);
+	free(rd);
+}
+
+START_TEST(test_malformed_random_requests_touch_only_what_they_may)
+{
+	random_requests(false);
+}
+END_TEST
+
+/* The same on qcow2: the image must also pass qemu-img check. */
+START_TEST(test_malformed_random_requests_on_qcow2_touch_only_what_they_may)
+{
+	random_requests(true);
+}
+END_TEST
+
 START_TEST(test_5_2_2_mq_second_queue_serves_requests)
 {
 	uint64_t w = buffer(512, 0x42);
@@ -1559,6 +1879,8 @@ static Suite *virtio_blk_suite(void)
 	tcase_add_test(tc, test_malformed_partial_sector_and_bad_segment_lists_are_ioerr);
 	tcase_add_test(tc, test_malformed_no_status_byte_returns_chain_unused);
 	tcase_add_test(tc, test_malformed_too_many_segments_is_ioerr);
+	tcase_add_test(tc, test_malformed_random_requests_touch_only_what_they_may);
+	tcase_add_test(tc, test_malformed_random_requests_on_qcow2_touch_only_what_they_may);
 	tcase_add_test(tc, test_5_2_2_mq_second_queue_serves_requests);
 	tcase_add_test(tc, test_2_4_reset_with_requests_in_flight);
 	tcase_add_test(tc, test_5_2_qcow2_image_through_the_device_passes_qemu_img_check);
