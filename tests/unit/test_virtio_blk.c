@@ -855,7 +855,7 @@ static uint32_t fz_data_len(void)
 	return fz(12) == 0 ? (uint32_t)(1 + fz(1500)) : len; /* odd: 1 in 12 */
 }
 
-static void random_requests(bool qcow2)
+static void random_requests(bool qcow2, bool packed)
 {
 	char q[160], cmd[400];
 	uint8_t *model = malloc(DISK_BYTES), *file = malloc(DISK_BYTES);
@@ -887,7 +887,7 @@ static void random_requests(bool qcow2)
 		ck_assert_int_eq(system(cmd), 0);
 		start_blk(q, false, 1, NULL);
 	}
-	bring_up(F_BASIC, false);
+	bring_up(F_BASIC, packed);
 
 	for (int i = 0; i < 600; i++) {
 		static const uint32_t types[] = {
@@ -1115,14 +1115,15 @@ static void random_requests(bool qcow2)
 
 START_TEST(test_malformed_random_requests_touch_only_what_they_may)
 {
-	random_requests(false);
+	random_requests(false, false);
 }
 END_TEST
 
-/* The same on qcow2: the image must also pass qemu-img check. */
+/* The same on qcow2 (the image must also pass qemu-img check), through
+ * a packed ring. */
 START_TEST(test_malformed_random_requests_on_qcow2_touch_only_what_they_may)
 {
-	random_requests(true);
+	random_requests(true, true);
 }
 END_TEST
 
