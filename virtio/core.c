@@ -51,8 +51,13 @@ static bool driver_live(const struct virtio_device *dev, uint8_t s)
 {
 	if (s & VIRTIO_STATUS_DRIVER_OK)
 		return true;
-	return dev->legacy && !(s & VIRTIO_STATUS_FAILED) &&
-	       __atomic_load_n(&dev->activated, __ATOMIC_ACQUIRE);
+	/* |activated| first: a transitional transport may flip |legacy|
+	 * while the device is reset (not activated), from a vCPU thread;
+	 * once activated is seen (acquire; set with release after the
+	 * flip) legacy is settled. */
+	return !(s & VIRTIO_STATUS_FAILED) &&
+	       __atomic_load_n(&dev->activated, __ATOMIC_ACQUIRE) &&
+	       dev->legacy;
 }
 
 /* May the device touch queue |q| now?  Only while the driver is live
