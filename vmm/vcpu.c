@@ -188,6 +188,8 @@ static void *vcpu_thread(void *arg)
 
 	snprintf(name, sizeof(name), "kite-vcpu%u", v->id);
 	pthread_setname_np(pthread_self(), name);
+	v->self = pthread_self();
+	atomic_store_explicit(&v->running, true, memory_order_release);
 	sigemptyset(&set);
 	sigaddset(&set, VCPU_KICK_SIGNAL);
 	pthread_sigmask(SIG_UNBLOCK, &set, NULL);
@@ -195,7 +197,10 @@ static void *vcpu_thread(void *arg)
 	while (!atomic_load(&v->vm->stopping)) {
 		if (ioctl(v->fd, KVM_RUN, 0) < 0) {
 			if (errno == EINTR || errno == EAGAIN) {
-				v->run->immediate_exit = 0;
+				/* (atomic: kicks store 1 from other
+				 * threads; KVM reads it at entry) */
+				__atomic_store_n(&v->run->immediate_exit, 0,
+						 __ATOMIC_RELAXED);
 				if (v->vm->profile)
 					take_sample(v);
 				continue;
@@ -212,6 +217,8 @@ static void *vcpu_thread(void *arg)
 		if (!handle_exit(v))
 			break;
 	}
+	/* No more signals for this thread (it may be joined, its id gone). */
+	atomic_store_explicit(&v->running, false, memory_order_release);
 	return NULL;
 }
 
@@ -225,18 +232,24 @@ int vcpu_start(struct vcpu *v)
 	return 0;
 }
 
+/* Signal the vCPU thread out of KVM_RUN.  Not running yet: nothing to
+ * interrupt; it sees immediate_exit (or the stop) at its first entry. */
+static void signal_vcpu(struct vcpu *v)
+{
+	if (atomic_load_explicit(&v->running, memory_order_acquire))
+		pthread_kill(v->self, VCPU_KICK_SIGNAL);
+}
+
 void vcpu_kick(struct vcpu *v)
 {
-	v->run->immediate_exit = 1;
-	if (v->started)
-		pthread_kill(v->thread, VCPU_KICK_SIGNAL);
+	__atomic_store_n(&v->run->immediate_exit, 1, __ATOMIC_RELAXED);
+	signal_vcpu(v);
 }
 
 void vcpu_poke(struct vcpu *v)
 {
 	atomic_store(&v->sample_pending, true);
-	if (v->started)
-		pthread_kill(v->thread, VCPU_KICK_SIGNAL);
+	signal_vcpu(v);
 }
 
 void vcpu_join(struct vcpu *v)

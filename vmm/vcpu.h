@@ -16,8 +16,13 @@ struct vcpu {
 	unsigned id;
 	int fd;
 	struct kvm_run *run;
-	pthread_t thread;
-	bool started;
+	pthread_t thread;       /* for vcpu_join (the starting thread's) */
+	bool started;           /* ditto: started, not yet joined */
+	/* Set by the vCPU thread itself before it first enters KVM_RUN, so
+	 * that kicks from other threads (vcpu_kick, vcpu_poke) never read a
+	 * thread id that pthread_create has not stored yet. */
+	pthread_t self;
+	atomic_bool running;
 	/* Exit counters, for benchmarks and `kite stat`. */
 	atomic_ulong nr_pio_exits, nr_mmio_exits, nr_other_exits;
 	/* Instructions KVM could not emulate and kite completed (PVM). */
