@@ -1691,8 +1691,22 @@ static int get_used_unsynced(uint32_t *id, uint32_t *len)
 	return 0;
 }
 
-/* Restart the device with a poll window of |poll_us| and bring the
- * driver up with EVENT_IDX.  A request kicked without a sync then leaves
+/* Restart the device with polling up to |poll_us| and bring the driver
+ * up with EVENT_IDX. */
+static void restart_polling(unsigned poll_us)
+{
+	stop_blk();
+	start_poll_us = poll_us;
+	start_blk(img, false, 1, NULL);
+	start_poll_us = 0;
+	ck_assert_int_eq(vtd_vq_init(&vq, &drv, 128, false, true), 0);
+	ck_assert_int_eq(vtd_negotiate(&drv, F_BASIC |
+				       F(VIRTIO_F_EVENT_IDX)), 0);
+	ck_assert_int_eq(vtd_setup_queue(&drv, 0, &vq), 0);
+	ck_assert_int_eq(vtd_driver_ok(&drv), 0);
+}
+
+/* restart_polling(), then one request kicked without a sync: it leaves
  * the queue thread in its poll, which shows as avail_event one behind
  * the next index the device reads (virtq_set_notification). */
 static void start_polling(unsigned poll_us)
@@ -1703,15 +1717,7 @@ static void start_polling(unsigned poll_us)
 	bool polling = false;
 	uint32_t id, len;
 
-	stop_blk();
-	start_poll_us = poll_us;
-	start_blk(img, false, 1, NULL);
-	start_poll_us = 0;
-	ck_assert_int_eq(vtd_vq_init(&vq, &drv, 128, false, true), 0);
-	ck_assert_int_eq(vtd_negotiate(&drv, F_BASIC |
-				       F(VIRTIO_F_EVENT_IDX)), 0);
-	ck_assert_int_eq(vtd_setup_queue(&drv, 0, &vq), 0);
-	ck_assert_int_eq(vtd_driver_ok(&drv), 0);
+	restart_polling(poll_us);
 	ck_assert_int_ge(vtd_vq_add(&vq, sg, 2, false), 0);
 	ck_assert(vtd_vq_should_kick(&vq));
 	virtio_queue_kick(DEV, 0);
@@ -1791,15 +1797,7 @@ START_TEST(test_polling_window_adapts_to_the_driver)
 {
 	uint64_t grows;
 
-	stop_blk();
-	start_poll_us = 2000;
-	start_blk(img, false, 1, NULL);
-	start_poll_us = 0;
-	ck_assert_int_eq(vtd_vq_init(&vq, &drv, 128, false, true), 0);
-	ck_assert_int_eq(vtd_negotiate(&drv, F_BASIC |
-				       F(VIRTIO_F_EVENT_IDX)), 0);
-	ck_assert_int_eq(vtd_setup_queue(&drv, 0, &vq), 0);
-	ck_assert_int_eq(vtd_driver_ok(&drv), 0);
+	restart_polling(2000);
 	ck_assert_uint_eq(queue0_loop()->poll_ns, 2000u * 1000);
 
 	/* 2 ms halved 9 times is below VIRTIO_POLL_MIN_NS: 0.  The first
