@@ -233,9 +233,9 @@ static void loop_poll(struct virtio_loop *l)
 }
 
 /* The loop woke at |now| and found work, idle since idle_since: adapt
- * the poll window (see virtio_device_set_polling).  A window of |idle| would have
- * caught this work without a sleep: worth growing towards it if within
- * the maximum; beyond that, polling only burns time. */
+ * the poll window (see virtio_device_set_polling).  A window of |idle|
+ * would have caught this work without a sleep: worth growing towards it
+ * if within the maximum; beyond that, polling only burns time. */
 static void adapt_poll_window(struct virtio_loop *l, uint64_t now)
 {
 	uint64_t idle = now - l->idle_since;

@@ -848,6 +848,23 @@ static uint64_t fz_carve(struct fz_req *r, uint32_t len, bool write)
 	return gpa;
 }
 
+/* The request types kite's virtio-blk implements (others: UNSUPP). */
+static bool known_type(uint32_t type)
+{
+	switch (type) {
+	case VIRTIO_BLK_T_IN:
+	case VIRTIO_BLK_T_OUT:
+	case VIRTIO_BLK_T_FLUSH:
+	case VIRTIO_BLK_T_FLUSH_OUT:
+	case VIRTIO_BLK_T_GET_ID:
+	case VIRTIO_BLK_T_DISCARD:
+	case VIRTIO_BLK_T_WRITE_ZEROES:
+		return true;
+	default:
+		return false;
+	}
+}
+
 static uint32_t fz_data_len(void)
 {
 	uint32_t len = (uint32_t)(1 + fz(8)) * 512;
@@ -882,8 +899,8 @@ static void random_requests(bool qcow2, bool packed)
 		stop_blk();
 		snprintf(q, sizeof(q), "%s/disk.qcow2", dir);
 		snprintf(cmd, sizeof(cmd),
-			 "qemu-img convert -f raw -O qcow2 -o cluster_size=4096 "
-			 "'%s' '%s'", img, q);
+			 "qemu-img convert -f raw -O qcow2 "
+			 "-o cluster_size=4096 '%s' '%s'", img, q);
 		ck_assert_int_eq(system(cmd), 0);
 		start_blk(q, false, 1, NULL);
 	}
@@ -1024,10 +1041,7 @@ static void random_requests(bool qcow2, bool packed)
 		memcpy(&le_sector, rd + 8, 8);
 		type = le32toh(le_type);
 		sector = le64toh(le_sector);
-		if (type != VIRTIO_BLK_T_IN && type != VIRTIO_BLK_T_OUT &&
-		    type != VIRTIO_BLK_T_FLUSH && type != VIRTIO_BLK_T_FLUSH_OUT &&
-		    type != VIRTIO_BLK_T_GET_ID && type != VIRTIO_BLK_T_DISCARD &&
-		    type != VIRTIO_BLK_T_WRITE_ZEROES)
+		if (!known_type(type))
 			ck_assert_uint_eq(status, VIRTIO_BLK_S_UNSUPP);
 		if (status != VIRTIO_BLK_S_OK)
 			continue;
@@ -1051,16 +1065,16 @@ static void random_requests(bool qcow2, bool packed)
 				uint32_t l = r.sg[k].len < left ? r.sg[k].len
 								: left;
 
+				const uint8_t *got = mem + (r.sg[k].gpa - arena);
+
 				if (!r.sg[k].write)
 					continue;
 				for (uint32_t b = 0; b < l; b++, pos++)
-					if (!unknown[pos / 512])
-						ck_assert_msg(
-							mem[r.sg[k].gpa - arena + b] ==
-								model[pos],
-							"request %d: read byte %llu "
-							"differs from the image", i,
-							(unsigned long long)pos);
+					ck_assert_msg(unknown[pos / 512] ||
+						      got[b] == model[pos],
+						      "request %d: image byte %llu "
+						      "read wrong", i,
+						      (unsigned long long)pos);
 				left -= l;
 			}
 		} else if (type == VIRTIO_BLK_T_DISCARD ||
@@ -1102,8 +1116,8 @@ static void random_requests(bool qcow2, bool packed)
 	file_read(0, file, DISK_BYTES);
 	for (uint32_t sct = 0; sct < SECTORS; sct++)
 		if (!unknown[sct])
-			ck_assert_msg(memcmp(file + sct * 512, model + sct * 512,
-					     512) == 0,
+			ck_assert_msg(memcmp(file + sct * 512,
+					     model + sct * 512, 512) == 0,
 				      "image sector %u differs from the model",
 				      sct);
 	free(model);
