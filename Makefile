@@ -204,6 +204,8 @@ check-payloads: kite $(PAYLOADS)
 # the indices themselves are atomics it does see.
 TSAN_VARS = B=build-tsan SANITIZE=yes SAN_FLAGS="-fsanitize=thread -Wno-tsan"
 
+# kite linked inside the build tree, so that a sanitizer tree has its own
+# (build-san/kite, build-tsan/kite) beside the top-level ./kite.
 $(B)/kite: $(B)/vmm/main.o $(LIB)
 	$(CC) $(KITE_LDFLAGS) -o $@ $^ $(DEP_LIBS)
 
