@@ -9,7 +9,9 @@
  * so one kick and one interrupt can cover a batch.  In the same run the
  * same I/O pattern
  * goes straight to the host file with io_uring at the same queue depth:
- * that is the limit.  Prints IOPS and the ratio; asserts nothing.
+ * that is the limit.  Prints IOPS, the ratio, and the process's CPU time
+ * (user + system, all threads) per request on either path; asserts
+ * nothing.
  *
  * The host is shared and noisy (other jobs, a virtual disk), so device
  * and host runs alternate ROUNDS times; each pair gives a ratio, and the
@@ -28,6 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -36,6 +39,19 @@
 
 #define BS 4096
 #define MAX_QD 32
+
+/* CPU seconds used by the whole process so far (every thread). */
+static double cpu_now(void)
+{
+	struct rusage ru;
+
+	getrusage(RUSAGE_SELF, &ru);
+	return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 +
+	       (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
+}
+
+/* CPU microseconds per request of the last run_device/run_host. */
+static double last_cpu_us;
 
 static double now(void)
 {
@@ -115,7 +131,7 @@ static double run_device(bool write, unsigned qd, uint64_t nblocks,
 {
 	unsigned inflight = 0, irqs_seen;
 	uint64_t done = 0, errors = 0, timeouts = 0;
-	double t0, t;
+	double t0, t, c0;
 	int id;
 
 	/* Fresh queue for each run.  The driver behaves like Linux's:
@@ -130,6 +146,7 @@ static double run_device(bool write, unsigned qd, uint64_t nblocks,
 		exit(1);
 	}
 	t0 = now();
+	c0 = cpu_now();
 	pthread_mutex_lock(&drv.lock);
 	irqs_seen = drv.queue_irqs[0];
 	pthread_mutex_unlock(&drv.lock);
@@ -211,6 +228,7 @@ static double run_device(bool write, unsigned qd, uint64_t nblocks,
 			(unsigned long long)l->poll_grows,
 			(unsigned long long)l->poll_shrinks);
 	}
+	last_cpu_us = done ? (cpu_now() - c0) * 1e6 / (double)done : 0;
 	return (double)done / (now() - t0);
 }
 
@@ -223,7 +241,7 @@ static double run_host(int fd, bool write, unsigned qd, uint64_t nblocks,
 	struct iovec iov[MAX_QD];
 	unsigned inflight = 0;
 	uint64_t done = 0;
-	double t0;
+	double t0, c0;
 
 	if (io_uring_queue_init(64, &ring, 0)) {
 		fprintf(stderr, "blk-iops: io_uring unavailable\n");
@@ -232,6 +250,7 @@ static double run_host(int fd, bool write, unsigned qd, uint64_t nblocks,
 	for (unsigned i = 0; i < qd; i++)
 		iov[i] = (struct iovec){ (char *)bufs + (size_t)i * BS, BS };
 	t0 = now();
+	c0 = cpu_now();
 	for (;;) {
 		struct io_uring_cqe *cqe;
 		bool more = now() - t0 < secs;
@@ -256,6 +275,7 @@ static double run_host(int fd, bool write, unsigned qd, uint64_t nblocks,
 			done++;
 		}
 	}
+	last_cpu_us = done ? (cpu_now() - c0) * 1e6 / (double)done : 0;
 	io_uring_queue_exit(&ring);
 	return (double)done / (now() - t0);
 }
@@ -293,8 +313,9 @@ static void bench_mode(const char *path, bool direct, uint64_t size,
 	printf("  %s, backend %s, poll=%u\n",
 	       direct ? "O_DIRECT" : "buffered (page cache)",
 	       disk_uses_io_uring(disk) ? "io_uring" : "thread pool", poll_us);
-	printf("  %-10s %3s %12s %12s %7s\n", "pattern", "qd", "device IOPS",
-	       "host IOPS", "ratio");
+	printf("  %-10s %3s %12s %12s %7s %11s %11s\n", "pattern", "qd",
+	       "device IOPS", "host IOPS", "ratio", "dev CPU/IO",
+	       "host CPU/IO");
 	for (int w = 0; w < 2; w++) {
 		static const unsigned qds[] = { 1, 32 };
 
@@ -302,7 +323,8 @@ static void bench_mode(const char *path, bool direct, uint64_t size,
 			continue;
 		for (int q = 0; q < 2; q++) {
 			double dev[MAX_ROUNDS], host[MAX_ROUNDS],
-				ratio[MAX_ROUNDS];
+				ratio[MAX_ROUNDS], dcpu[MAX_ROUNDS],
+				hcpu[MAX_ROUNDS];
 			unsigned qd = only_qd ? only_qd : qds[q];
 
 			if (only_qd && q)
@@ -317,14 +339,18 @@ static void bench_mode(const char *path, bool direct, uint64_t size,
 			}
 			for (unsigned r = 0; r < rounds; r++) {
 				dev[r] = run_device(w, qd, nblocks, secs);
+				dcpu[r] = last_cpu_us;
 				host[r] = run_host(fd, w, qd, nblocks, secs,
 						   hbufs);
+				hcpu[r] = last_cpu_us;
 				ratio[r] = host[r] > 0 ? dev[r] / host[r] : 0;
 			}
-			printf("  %-10s %3u %12.0f %12.0f %6.1f%%\n",
+			printf("  %-10s %3u %12.0f %12.0f %6.1f%% %8.2f us "
+			       "%8.2f us\n",
 			       w ? "randwrite" : "randread", qd,
 			       median(dev, rounds), median(host, rounds),
-			       100.0 * median(ratio, rounds));
+			       100.0 * median(ratio, rounds),
+			       median(dcpu, rounds), median(hcpu, rounds));
 			fflush(stdout);
 			free(hbufs);
 			close(fd);
