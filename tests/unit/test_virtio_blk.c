@@ -222,17 +222,23 @@ static uint8_t cfg8(uint32_t off)
 	return v;
 }
 
-static uint64_t segment(uint64_t sector, uint32_t num, uint32_t flags)
+/* struct virtio_blk_discard_write_zeroes at |p|, little-endian. */
+static void encode_segment(uint8_t *p, uint64_t sector, uint32_t num,
+			   uint32_t flags)
 {
-	uint64_t gpa = vtd_alloc(&drv, 16, 8);
-	uint8_t *p = vtd_ptr(&drv, gpa, 16);
-
 	sector = htole64(sector);
 	num = htole32(num);
 	flags = htole32(flags);
 	memcpy(p, &sector, 8);
 	memcpy(p + 8, &num, 4);
 	memcpy(p + 12, &flags, 4);
+}
+
+static uint64_t segment(uint64_t sector, uint32_t num, uint32_t flags)
+{
+	uint64_t gpa = vtd_alloc(&drv, 16, 8);
+
+	encode_segment(vtd_ptr(&drv, gpa, 16), sector, num, flags);
 	return gpa;
 }
 
@@ -917,11 +923,10 @@ static void random_requests(bool qcow2, bool packed)
 		};
 		uint32_t type = types[fz(sizeof(types) / sizeof(types[0]))];
 		uint64_t sector = fz(4) ? fz(SECTORS) : SECTORS - fz(16);
-		struct { uint64_t sector; uint32_t num, flags; } seg[20];
 		struct fz_req r = { .next = arena, .arena = arena };
 		uint32_t hdr_len = fz(10) ? 16 : (uint32_t)(1 + fz(15));
 		uint32_t readable = 0, writable = 0, id, len;
-		unsigned nseg = 0, status_sg;
+		unsigned status_sg;
 		uint64_t h, le_sector;
 		uint32_t le_type;
 		uint8_t status;
@@ -954,28 +959,23 @@ static void random_requests(bool qcow2, bool packed)
 			}
 		} else if (type == VIRTIO_BLK_T_DISCARD ||
 			   type == VIRTIO_BLK_T_WRITE_ZEROES) {
+			unsigned nseg = fz(8) ? 1 + fz(3) : fz(20);
 			uint64_t g;
 
-			nseg = fz(8) ? 1 + fz(3) : fz(20);
 			if (nseg == 0)
 				nseg = 1;
 			g = fz_carve(&r, nseg * 16, false);
 			for (unsigned k = 0; k < nseg; k++) {
-				uint8_t *p = mem + (g - arena) + k * 16;
+				uint64_t sct = fz(5) ? fz(SECTORS)
+						     : SECTORS - fz(8);
+				uint32_t num = fz(6) ? (uint32_t)fz(64)
+						     : (uint32_t)fz(0);
+				uint32_t flags = fz(3) ? 0
+						 : fz(2) ? VIRTIO_BLK_WZ_F_UNMAP
+							 : (uint32_t)fz(0);
 
-				seg[k].sector = fz(5) ? fz(SECTORS)
-						      : SECTORS - fz(8);
-				seg[k].num = fz(6) ? (uint32_t)fz(64)
-						   : (uint32_t)fz(0);
-				seg[k].flags = fz(3) ? 0
-					       : fz(2) ? VIRTIO_BLK_WZ_F_UNMAP
-						       : (uint32_t)fz(0);
-				le_sector = htole64(seg[k].sector);
-				memcpy(p, &le_sector, 8);
-				le_type = htole32(seg[k].num);
-				memcpy(p + 8, &le_type, 4);
-				le_type = htole32(seg[k].flags);
-				memcpy(p + 12, &le_type, 4);
+				encode_segment(mem + (g - arena) + k * 16, sct,
+					       num, flags);
 			}
 		}
 		for (unsigned k = 0; k < r.n; k++)
@@ -986,12 +986,14 @@ static void random_requests(bool qcow2, bool packed)
 				fz_carve(&r, fz_data_len(), true);
 		else if (type == VIRTIO_BLK_T_GET_ID)
 			fz_carve(&r, fz(4) ? 20 : (uint32_t)(1 + fz(40)), true);
-		if (no_status && r.n > 0 && !r.sg[r.n - 1].write)
-			status_alone = false; /* no writable byte at all */
-		else if (status_alone || !r.sg[r.n - 1].write)
+		if (!r.sg[r.n - 1].write) {
+			if (!no_status) /* else: no writable byte at all */
+				fz_carve(&r, 1, true);
+		} else if (status_alone) {
 			fz_carve(&r, 1, true);
-		else
+		} else {
 			r.sg[r.n - 1].len++; /* shares the last buffer */
+		}
 		status_sg = r.n - 1;
 		for (unsigned k = 0; k < r.n; k++)
 			if (r.sg[k].write)
@@ -1064,7 +1066,6 @@ static void random_requests(bool qcow2, bool packed)
 			for (unsigned k = 0; k < r.n && left; k++) {
 				uint32_t l = r.sg[k].len < left ? r.sg[k].len
 								: left;
-
 				const uint8_t *got = mem + (r.sg[k].gpa - arena);
 
 				if (!r.sg[k].write)
