@@ -87,7 +87,9 @@ LIB = $(B)/libkite.a
 
 all: kite
 
-kite: $(B)/vmm/main.o $(LIB)
+# ./kite, and the same binary inside the build tree so that a sanitizer
+# tree has its own (build-san/kite, build-tsan/kite) beside ./kite.
+kite $(B)/kite: $(B)/vmm/main.o $(LIB)
 	$(CC) $(KITE_LDFLAGS) -o $@ $^ $(DEP_LIBS)
 
 $(LIB): $(LIB_OBJS)
@@ -203,11 +205,6 @@ check-payloads: kite $(PAYLOADS)
 # order ring memory against the index updates (virtq.c, the test driver);
 # the indices themselves are atomics it does see.
 TSAN_VARS = B=build-tsan SANITIZE=yes SAN_FLAGS="-fsanitize=thread -Wno-tsan"
-
-# kite linked inside the build tree, so that a sanitizer tree has its own
-# (build-san/kite, build-tsan/kite) beside the top-level ./kite.
-$(B)/kite: $(B)/vmm/main.o $(LIB)
-	$(CC) $(KITE_LDFLAGS) -o $@ $^ $(DEP_LIBS)
 
 check-tsan:
 	@TSAN_OPTIONS="halt_on_error=1" $(MAKE) --no-print-directory \
