@@ -194,7 +194,30 @@ static bool poll_once(struct virtio_loop *l)
 	return found;
 }
 
-/* Busy-poll for up to poll_ns after the last work found, the driver's
+/* Chains the loop's queues have returned so far. */
+static uint64_t loop_used(const struct virtio_loop *l)
+{
+	uint64_t n = 0;
+
+	for (unsigned q = l->first_q; q < l->first_q + l->nr_q; q++)
+		n += l->dev->queues[q].nr_used;
+	return n;
+}
+
+/* Work was just done: what is the loop waiting for now?  Returned
+ * buffers give the driver something to answer; otherwise the loop only
+ * took buffers and waits for the backend to finish them. */
+static void note_work(struct virtio_loop *l)
+{
+	uint64_t used = loop_used(l);
+
+	l->waiting_for = used != l->used_seen ? VIRTIO_WAIT_DRIVER
+					      : VIRTIO_WAIT_BACKEND;
+	l->used_seen = used;
+}
+
+/* Busy-poll for up to the window of what it waits for after the last
+ * work found, the driver's
  * notifications and the polled fds' signals off meanwhile: a driver that
  * adds buffers while the device is still busy with the previous batch
  * then costs neither a notification nor a wake-up.  Anyone waiting for
@@ -219,7 +242,8 @@ static void loop_poll(struct virtio_loop *l)
 		if (worked) {
 			last_work = t;
 			worked = false;
-		} else if (t - last_work >= l->poll_ns) {
+			note_work(l);
+		} else if (t - last_work >= l->poll_ns[l->waiting_for]) {
 			break;
 		}
 		cpu_relax();
@@ -227,31 +251,34 @@ static void loop_poll(struct virtio_loop *l)
 	/* Signals back on; what arrived before that came without one
 	 * (§2.7.10 for the queues), so take it now. */
 	set_polling(l, false);
-	if (!l->stopping && poll_once(l))
+	if (!l->stopping && poll_once(l)) {
 		last_work = now_ns();
+		note_work(l);
+	}
 	l->idle_since = last_work;
 }
 
 /* The loop woke at |now| and found work, idle since idle_since: adapt
- * the poll window (see virtio_device_set_polling).  A window of |idle|
- * would have caught this work without a sleep: worth growing towards it
- * if within the maximum; beyond that, polling only burns time. */
+ * the window of what it was waiting for (see virtio_device_set_polling).
+ * A window of |idle| would have caught this work without a sleep: worth
+ * growing towards it if within the maximum; beyond that, polling only
+ * burns time. */
 static void adapt_poll_window(struct virtio_loop *l, uint64_t now)
 {
 	uint64_t idle = now - l->idle_since;
+	uint64_t *w = &l->poll_ns[l->waiting_for];
 
 	if (idle <= l->poll_max_ns) {
-		if (idle > l->poll_ns) {
-			l->poll_ns = l->poll_ns ? 2 * l->poll_ns
-						: VIRTIO_POLL_MIN_NS;
-			if (l->poll_ns > l->poll_max_ns)
-				l->poll_ns = l->poll_max_ns;
+		if (idle > *w) {
+			*w = *w ? 2 * *w : VIRTIO_POLL_MIN_NS;
+			if (*w > l->poll_max_ns)
+				*w = l->poll_max_ns;
 			l->poll_grows++;
 		}
-	} else if (l->poll_ns) {
-		l->poll_ns /= 2;
-		if (l->poll_ns < VIRTIO_POLL_MIN_NS)
-			l->poll_ns = 0;
+	} else if (*w) {
+		*w /= 2;
+		if (*w < VIRTIO_POLL_MIN_NS)
+			*w = 0;
 		l->poll_shrinks++;
 	}
 }
@@ -324,7 +351,8 @@ static void *loop_thread(void *arg)
 		if (l->poll_max_ns && worked && !l->stopping) {
 			if (l->idle_since)
 				adapt_poll_window(l, woke);
-			if (l->poll_ns)
+			note_work(l);
+			if (l->poll_ns[l->waiting_for])
 				loop_poll(l);
 			else
 				l->idle_since = now_ns();
@@ -579,7 +607,8 @@ void virtio_device_set_polling(struct virtio_device *dev, unsigned max_us)
 	unsigned i;
 
 	for_each_loop(dev, l, i)
-		l->poll_max_ns = l->poll_ns = (uint64_t)max_us * 1000;
+		for (unsigned w = 0; w < VIRTIO_NR_WAITS; w++)
+			l->poll_ns[w] = l->poll_max_ns = (uint64_t)max_us * 1000;
 }
 
 int virtio_device_start(struct virtio_device *dev)

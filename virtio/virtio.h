@@ -195,6 +195,12 @@ struct virtio_fd_poll {
 	void (*quiet)(void *opaque, bool quiet);
 };
 
+/* What a loop waits for after its work: after returning used buffers,
+ * for the driver (to add new ones, typically soon); after only taking
+ * buffers, for the backend (its watched fds: a disk's completions, as
+ * slow as the disk).  Their poll windows adapt apart. */
+enum { VIRTIO_WAIT_DRIVER, VIRTIO_WAIT_BACKEND, VIRTIO_NR_WAITS };
+
 /* One event loop: a thread asleep in epoll_wait() on the kick fds of the
  * queues it serves, the fds watched on it and its ctl eventfd (stop and
  * sync requests); every callback runs under its lock.  Private to core.c
@@ -212,8 +218,12 @@ struct virtio_loop {
 	bool kick_all;                     /* replay kicks after DRIVER_OK */
 	uint64_t sync_requested, sync_done;
 	uint64_t poll_max_ns;              /* polling's limit; 0: never poll */
-	uint64_t poll_ns;                  /* the window now (adaptive) */
+	/* The windows now (adaptive), one per thing a loop can wait for
+	 * (VIRTIO_WAIT_*), and which one it waits for since idle_since. */
+	uint64_t poll_ns[VIRTIO_NR_WAITS];
+	unsigned waiting_for;
 	uint64_t idle_since;               /* when the last work was done */
+	uint64_t used_seen;                /* its queues' nr_used, then */
 	uint64_t poll_grows, poll_shrinks; /* adaptations, for the tests */
 	unsigned waiters;                  /* atomic: threads wanting |lock| */
 	struct {
@@ -407,7 +417,10 @@ int virtio_queue_watch_fd_polled(struct virtio_device *dev, unsigned qidx,
  * each sleep that ended in work, a sleep that a window of at most
  * |max_us| would have avoided doubles it, a longer one halves it (to 0
  * below VIRTIO_POLL_MIN_NS), so a driver that keeps the device busy gets
- * polled and a slow one costs no spinning.  A reset, queue change or
+ * polled and a slow one costs no spinning.  A loop keeps one window for
+ * waiting on the driver and one for waiting on the backend
+ * (VIRTIO_WAIT_*): a quick driver in front of a slow disk is polled for
+ * without spinning through the disk's latency.  A reset, queue change or
  * sync ends a poll at once.  0 (the default) disables.  Call before
  * virtio_device_start(). */
 #define VIRTIO_POLL_MIN_NS 4000u

@@ -482,12 +482,17 @@ int virtq_pop(struct virtq *q, struct virtq_elem *elem)
 int virtq_push(struct virtq *q, const struct virtq_elem *elem,
 	       uint32_t written)
 {
+	int ret;
+
 	if (!q->ready)
 		return -EINVAL;
 	if (written > elem->writable_len)
 		written = (uint32_t)elem->writable_len;
-	return q->packed ? packed_push(q, elem, written)
-			 : split_push(q, elem, written);
+	ret = q->packed ? packed_push(q, elem, written)
+			: split_push(q, elem, written);
+	if (ret == 0)
+		q->nr_used++;
+	return ret;
 }
 
 bool virtq_should_notify(struct virtq *q)

@@ -124,6 +124,8 @@ struct virtq {
 	uint32_t used_since_check;/* packed: slots used since the last check */
 	bool signalled_valid;
 	bool notify_off;          /* virtq_set_notification(q, false) */
+	uint64_t nr_used;         /* chains returned (virtq_push) since the
+				   * last reset: the device's loop watches it */
 };
 
 /* Reset the device-side state and forget the configuration (size becomes

@@ -222,9 +222,10 @@ static double run_device(bool write, unsigned qd, uint64_t nblocks,
 						      ? &blk.vdev.queue_loops[0]
 						      : &blk.vdev.loop;
 
-		fprintf(stderr, "debug: poll window %llu ns, grown %llu, "
-			"shrunk %llu times\n",
-			(unsigned long long)l->poll_ns,
+		fprintf(stderr, "debug: poll windows %llu ns (driver), "
+			"%llu ns (disk), grown %llu, shrunk %llu times\n",
+			(unsigned long long)l->poll_ns[VIRTIO_WAIT_DRIVER],
+			(unsigned long long)l->poll_ns[VIRTIO_WAIT_BACKEND],
 			(unsigned long long)l->poll_grows,
 			(unsigned long long)l->poll_shrinks);
 	}

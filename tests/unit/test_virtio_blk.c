@@ -1813,7 +1813,7 @@ START_TEST(test_polling_window_adapts_to_the_driver)
 	uint64_t grows;
 
 	restart_polling(2000);
-	ck_assert_uint_eq(queue0_loop()->poll_ns, 2000u * 1000);
+	ck_assert_uint_eq(queue0_loop()->poll_ns[VIRTIO_WAIT_DRIVER], 2000u * 1000);
 
 	/* 2 ms halved 9 times is below VIRTIO_POLL_MIN_NS: 0.  The first
 	 * request follows no measured idle time, hence 11 more. */
@@ -1822,7 +1822,7 @@ START_TEST(test_polling_window_adapts_to_the_driver)
 		usleep(20 * 1000);
 	}
 	ck_assert_int_eq(virtio_device_sync(DEV), 0);
-	ck_assert_uint_eq(queue0_loop()->poll_ns, 0);
+	ck_assert_uint_eq(queue0_loop()->poll_ns[VIRTIO_WAIT_DRIVER], 0);
 	ck_assert_uint_ge(queue0_loop()->poll_shrinks, 9);
 	grows = queue0_loop()->poll_grows;
 	/* Not polling: the device wants each notification (§2.7.10). */
