@@ -261,10 +261,14 @@ static double run_host(int fd, bool write, unsigned qd, uint64_t nblocks,
 			unsigned i = inflight; /* any free buffer will do */
 			uint64_t off = (rnd() % nblocks) * BS;
 
+			/* The plain ops, as kite's backend (and fio) use
+			 * for one segment. */
 			if (write)
-				io_uring_prep_writev(sqe, fd, &iov[i], 1, off);
+				io_uring_prep_write(sqe, fd, iov[i].iov_base, BS,
+						    off);
 			else
-				io_uring_prep_readv(sqe, fd, &iov[i], 1, off);
+				io_uring_prep_read(sqe, fd, iov[i].iov_base, BS,
+						   off);
 			inflight++;
 		}
 		if (!inflight)

@@ -464,6 +464,13 @@ void disk_engine_destroy(struct disk *disk)
 	if (disk->event_fd >= 0)
 		close(disk->event_fd);
 	disk->event_fd = -1;
+	while (disk->spare) {
+		struct disk_request *next = disk->spare->next;
+
+		free(disk->spare);
+		disk->spare = next;
+	}
+	disk->nr_spare = 0;
 }
 
 static int pool_enqueue(struct disk *disk, struct disk_request *req)
@@ -513,6 +520,33 @@ static bool forges_qcow2(const struct disk *disk, enum disk_op op,
 	return memcmp(head, magic, 4) == 0;
 }
 
+/* Requests are made and finished on the owner thread only (pool workers
+ * hand theirs back through |done|), so the spares need no lock. */
+#define DISK_MAX_SPARE 256
+
+static struct disk_request *req_alloc(struct disk *disk)
+{
+	struct disk_request *req = disk->spare;
+
+	if (!req)
+		return calloc(1, sizeof(*req));
+	disk->spare = req->next;
+	disk->nr_spare--;
+	memset(req, 0, sizeof(*req));
+	return req;
+}
+
+static void req_free(struct disk *disk, struct disk_request *req)
+{
+	if (disk->nr_spare >= DISK_MAX_SPARE) {
+		free(req);
+		return;
+	}
+	req->next = disk->spare;
+	disk->spare = req;
+	disk->nr_spare++;
+}
+
 static int submit(struct disk *disk, enum disk_op op, uint64_t offset,
 		  uint64_t len, const struct iovec *iov, int iovcnt,
 		  bool may_unmap, disk_complete_fn cb, void *opaque)
@@ -528,7 +562,7 @@ static int submit(struct disk *disk, enum disk_op op, uint64_t offset,
 		return -EINVAL;
 	if (forges_qcow2(disk, op, offset, iov, iovcnt))
 		return -EPERM;
-	req = calloc(1, sizeof(*req));
+	req = req_alloc(disk);
 	if (!req)
 		return -ENOMEM;
 	req->disk = disk;
@@ -547,14 +581,14 @@ static int submit(struct disk *disk, enum disk_op op, uint64_t offset,
 			return 0;
 		if (err != -EOPNOTSUPP) {
 			disk->inflight--;
-			free(req);
+			req_free(disk, req);
 			return err;
 		}
 	}
 	err = pool_enqueue(disk, req);
 	if (err) {
 		disk->inflight--;
-		free(req);
+		req_free(disk, req);
 	}
 	return err;
 }
@@ -638,7 +672,7 @@ static void complete(struct disk *disk, struct disk_request *req)
 	disk->inflight--;
 	if (req->cb)
 		req->cb(req->opaque, req->result);
-	free(req);
+	req_free(disk, req);
 }
 
 /* io_uring result to a request result.  A short read or write (rare:

@@ -63,6 +63,10 @@ struct disk {
 	bool quiet;                 /* completion eventfd signals off */
 	unsigned uring_queued;      /* SQEs prepared, not yet submitted */
 	struct io_uring ring;
+	/* Finished requests kept for reuse (owner thread only): a request
+	 * costs no malloc/free on the hot path. */
+	struct disk_request *spare;
+	unsigned nr_spare;
 
 	pthread_mutex_t pool_lock;
 	pthread_cond_t pool_cond;

@@ -252,6 +252,7 @@ static int raw_exec(struct disk *disk, struct disk_request *req)
 static int raw_submit(struct disk *disk, struct disk_request *req)
 {
 	struct io_uring_sqe *sqe;
+	bool one;
 
 	if (req->op == DISK_OP_DISCARD || req->op == DISK_OP_WRITE_ZEROES ||
 	    !aligned(disk, req))
@@ -264,14 +265,29 @@ static int raw_submit(struct disk *disk, struct disk_request *req)
 		if (!sqe)
 			return -EOPNOTSUPP;
 	}
+	/* One segment (the usual 4 KiB request): the plain read/write ops,
+	 * which spare the kernel copying and checking an iovec array. */
+	one = req->iovcnt == 1 && req->iov[0].iov_len <= UINT32_MAX;
+
 	switch (req->op) {
 	case DISK_OP_READ:
-		io_uring_prep_readv(sqe, disk->fd, req->iov,
-				    (unsigned)req->iovcnt, req->offset);
+		if (one)
+			io_uring_prep_read(sqe, disk->fd, req->iov[0].iov_base,
+					   (unsigned)req->iov[0].iov_len,
+					   req->offset);
+		else
+			io_uring_prep_readv(sqe, disk->fd, req->iov,
+					    (unsigned)req->iovcnt, req->offset);
 		break;
 	case DISK_OP_WRITE:
-		io_uring_prep_writev(sqe, disk->fd, req->iov,
-				     (unsigned)req->iovcnt, req->offset);
+		if (one)
+			io_uring_prep_write(sqe, disk->fd, req->iov[0].iov_base,
+					    (unsigned)req->iov[0].iov_len,
+					    req->offset);
+		else
+			io_uring_prep_writev(sqe, disk->fd, req->iov,
+					     (unsigned)req->iovcnt,
+					     req->offset);
 		break;
 	default:
 		io_uring_prep_fsync(sqe, disk->fd, IORING_FSYNC_DATASYNC);
