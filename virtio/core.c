@@ -229,6 +229,12 @@ static void loop_poll(struct virtio_loop *l)
 	bool worked = false;
 
 	set_polling(l, true);
+	/* The driver was just given used buffers and maybe woken: the
+	 * scheduler often wakes it on this CPU (the waker's), where it could
+	 * not run while we spin.  Let it run first; with nobody else here
+	 * this returns at once. */
+	if (l->waiting_for == VIRTIO_WAIT_DRIVER)
+		sched_yield();
 	/* A sync counts as a waiter from before it asks until it is done,
 	 * so |waiters| covers syncs too. */
 	while (!l->stopping && !__atomic_load_n(&l->waiters, __ATOMIC_ACQUIRE)) {
@@ -243,6 +249,8 @@ static void loop_poll(struct virtio_loop *l)
 			last_work = t;
 			worked = false;
 			note_work(l);
+			if (l->waiting_for == VIRTIO_WAIT_DRIVER)
+				sched_yield(); /* as above */
 		} else if (t - last_work >= l->poll_ns[l->waiting_for]) {
 			break;
 		}
