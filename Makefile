@@ -228,6 +228,8 @@ bench: kite $(PAYLOADS) $(EXEC_STATS) $(B)/tests/bench/blk-iops
 	@$(BLK_IOPS)
 	@echo "blk-iops: the same, page cache, without busy-polling (poll=0)"
 	@$(BLK_IOPS) -b -P 0
+	@echo "blk-iops: the same, with a driver that sleeps at once (no halt polling)"
+	@$(BLK_IOPS) -H 0
 	@tests/bench/agent-boot.sh
 
 # ---- install -------------------------------------------------------------------

@@ -6,24 +6,27 @@
  * device's queue thread -> disk backend (io_uring) -> completion eventfd
  * -> used ring -> interrupt callback; the driver negotiates EVENT_IDX
  * and suppresses kicks and interrupts the way Linux's virtio_ring does,
- * so one kick and one interrupt can cover a batch.  In the same run the
- * same I/O pattern
- * goes straight to the host file with io_uring at the same queue depth:
- * that is the limit.  Prints IOPS, the ratio, and the process's CPU time
- * (user + system, all threads) per request on either path; asserts
- * nothing.
+ * so one kick and one interrupt can cover a batch.  It waits for its
+ * interrupt the way KVM lets an idle vCPU wait (below).  In the same run
+ * the same I/O pattern goes straight to the host file with io_uring at
+ * the same queue depth: that is the limit.  Prints IOPS, the ratio, and
+ * the process's CPU time (user + system, all threads) per request on
+ * either path; asserts nothing.
  *
  * The host is shared and noisy (other jobs, a virtual disk), so device
  * and host runs alternate ROUNDS times; each pair gives a ratio, and the
  * medians of the IOPS and of the pairwise ratios are printed.
  *
  * usage: blk-iops [-f FILE] [-s SIZE_MIB] [-t SECONDS] [-r ROUNDS] [-d|-b]
- *                 [-R|-W] [-q QD] [-p] [-P US]
+ *                 [-R|-W] [-q QD] [-p] [-P US] [-H US]
  *   -d  O_DIRECT only, -b buffered only (default: both)
  *   -R  reads only, -W writes only (default: both)
  *   -q  this queue depth only (1 to 32; default: 1 and 32)
  *   -p  device backend on the thread pool instead of io_uring
- *   -P  the device's busy-poll window (kite's poll=US; default kite's) */
+ *   -P  the device's busy-poll window (kite's poll=US; default kite's)
+ *   -H  the driver's longest halt-polling window (default: this host's
+ *       KVM halt_poll_ns; 0: the driver sleeps as soon as it has nothing
+ *       to do) */
 #include <errno.h>
 #include <fcntl.h>
 #include <liburing.h>
@@ -126,6 +129,102 @@ static int add_req(unsigned i, bool write, uint64_t nblocks)
 	return vtd_vq_add(&vq, sg, 3, false);
 }
 
+/* The driver stands for a guest vCPU, which halts when it has nothing to
+ * do and is woken by the device's interrupt.  KVM does not put a halted
+ * vCPU to sleep at once: it polls for a window first ("halt polling"),
+ * adapted per vCPU by the kvm module's parameters halt_poll_ns (the
+ * longest window), halt_poll_ns_grow and halt_poll_ns_grow_start (a
+ * halt that outlasted the window but not the maximum multiplies the
+ * window, starting from grow_start) and halt_poll_ns_shrink (a halt
+ * longer than the maximum divides it; 0 resets it).  The driver waits
+ * the same way, with this host's values from /sys/module/kvm/parameters
+ * (or 200000, 2, 10000, 2), so the figures show what a guest on this
+ * host's KVM gets -- and pays: the polling's CPU time counts in dev
+ * CPU/IO.  -H sets the maximum; -H 0 makes the driver sleep at once. */
+static struct {
+	double max, grow_start;        /* seconds */
+	unsigned grow, shrink;
+	double window;                 /* now */
+} halt;
+
+static void halt_poll_from_kvm(void)
+{
+	static const char *const names[] = {
+		"halt_poll_ns", "halt_poll_ns_grow_start", "halt_poll_ns_grow",
+		"halt_poll_ns_shrink"
+	};
+	unsigned long v[] = { 200000, 10000, 2, 2 };
+
+	for (unsigned i = 0; i < 4; i++) {
+		char path[128];
+		FILE *f;
+
+		snprintf(path, sizeof(path), "/sys/module/kvm/parameters/%s",
+			 names[i]);
+		f = fopen(path, "r");
+		if (!f)
+			continue;
+		if (fscanf(f, "%lu", &v[i]) != 1)
+			fprintf(stderr, "blk-iops: %s: not a number\n", path);
+		fclose(f);
+	}
+	halt.max = (double)v[0] * 1e-9;
+	halt.grow_start = (double)v[1] * 1e-9;
+	halt.grow = (unsigned)v[2];
+	halt.shrink = (unsigned)v[3];
+}
+
+/* KVM's adaptation after a halt of |waited| seconds. */
+static void halt_poll_adapt(double waited)
+{
+	if (waited <= halt.window)
+		return;
+	if (halt.window && waited > halt.max) {
+		halt.window = halt.shrink ? halt.window / halt.shrink : 0;
+	} else if (halt.window < halt.max && waited < halt.max && halt.grow) {
+		halt.window *= halt.grow;
+		if (halt.window < halt.grow_start)
+			halt.window = halt.grow_start;
+		if (halt.window > halt.max)
+			halt.window = halt.max;
+	}
+}
+
+/* Wait until the interrupt count passes |seen|, halt-polling first;
+ * false after a 10 ms timeout. */
+static bool wait_for_irq(unsigned seen)
+{
+	double t0 = now();
+	bool ok = true;
+
+	while (now() - t0 < halt.window) {
+		if (__atomic_load_n(&drv.queue_irqs[0], __ATOMIC_ACQUIRE) !=
+		    seen)
+			return true; /* woken while polling: window unchanged */
+		__builtin_ia32_pause();
+	}
+	pthread_mutex_lock(&drv.lock);
+	while (drv.queue_irqs[0] == seen) {
+		struct timespec ts;
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += 10 * 1000 * 1000;
+		if (ts.tv_nsec >= 1000000000) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000;
+		}
+		/* (slow disks: O_DIRECT I/O here sometimes takes over 10 ms,
+		 * on the host path too) */
+		if (pthread_cond_timedwait(&drv.cond, &drv.lock, &ts)) {
+			ok = false;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&drv.lock);
+	halt_poll_adapt(now() - t0);
+	return ok;
+}
+
 static double run_device(bool write, unsigned qd, uint64_t nblocks,
 			 double secs)
 {
@@ -147,9 +246,8 @@ static double run_device(bool write, unsigned qd, uint64_t nblocks,
 	}
 	t0 = now();
 	c0 = cpu_now();
-	pthread_mutex_lock(&drv.lock);
-	irqs_seen = drv.queue_irqs[0];
-	pthread_mutex_unlock(&drv.lock);
+	halt.window = 0;
+	irqs_seen = __atomic_load_n(&drv.queue_irqs[0], __ATOMIC_ACQUIRE);
 	for (;;) {
 		uint32_t uid, len;
 		bool added = false;
@@ -189,25 +287,9 @@ static double run_device(bool write, unsigned qd, uint64_t nblocks,
 		/* Wait for the "interrupt" (with a timeout as a safety net:
 		 * a lost notification would show as a low figure, not a
 		 * hang). */
-		pthread_mutex_lock(&drv.lock);
-		while (drv.queue_irqs[0] == irqs_seen) {
-			struct timespec ts;
-
-			clock_gettime(CLOCK_REALTIME, &ts);
-			ts.tv_nsec += 10 * 1000 * 1000;
-			if (ts.tv_nsec >= 1000000000) {
-				ts.tv_sec++;
-				ts.tv_nsec -= 1000000000;
-			}
-			/* (slow disks: O_DIRECT I/O here sometimes takes
-			 * over 10 ms, on the host path too) */
-			if (pthread_cond_timedwait(&drv.cond, &drv.lock, &ts)) {
-				timeouts++;
-				break;
-			}
-		}
-		irqs_seen = drv.queue_irqs[0];
-		pthread_mutex_unlock(&drv.lock);
+		if (!wait_for_irq(irqs_seen))
+			timeouts++;
+		irqs_seen = __atomic_load_n(&drv.queue_irqs[0], __ATOMIC_ACQUIRE);
 	}
 	if (errors)
 		fprintf(stderr, "blk-iops: %llu requests failed\n",
@@ -315,9 +397,10 @@ static void bench_mode(const char *path, bool direct, uint64_t size,
 		slots[i].data = vtd_alloc(&drv, BS, BS);
 		slots[i].status = vtd_alloc(&drv, 1, 1);
 	}
-	printf("  %s, backend %s, poll=%u\n",
+	printf("  %s, backend %s, poll=%u; the driver halt-polls up to %.0f us\n",
 	       direct ? "O_DIRECT" : "buffered (page cache)",
-	       disk_uses_io_uring(disk) ? "io_uring" : "thread pool", poll_us);
+	       disk_uses_io_uring(disk) ? "io_uring" : "thread pool", poll_us,
+	       halt.max * 1e6);
 	printf("  %-10s %3s %12s %12s %7s %11s %11s\n", "pattern", "qd",
 	       "device IOPS", "host IOPS", "ratio", "dev CPU/IO",
 	       "host CPU/IO");
@@ -376,8 +459,9 @@ int main(int argc, char **argv)
 	double secs = 0.5;
 	unsigned rounds = 5;
 	int opt, modes = 3, fd;
+	const char *halt_max_us = NULL;
 
-	while ((opt = getopt(argc, argv, "f:s:t:r:dbRWq:pP:")) != -1) {
+	while ((opt = getopt(argc, argv, "f:s:t:r:dbRWq:pP:H:")) != -1) {
 		switch (opt) {
 		case 'f': path = optarg; break;
 		case 's': size = strtoull(optarg, NULL, 0) << 20; break;
@@ -398,14 +482,18 @@ int main(int argc, char **argv)
 			break;
 		case 'p': use_pool = true; break;
 		case 'P': poll_us = (unsigned)strtoul(optarg, NULL, 0); break;
+		case 'H': halt_max_us = optarg; break;
 		default:
 			fprintf(stderr, "usage: %s [-f FILE] [-s MIB] [-t SECONDS] "
 					"[-r ROUNDS] [-d|-b] [-R|-W] [-q QD] [-p] "
-					"[-P US]\n",
+					"[-P US] [-H US]\n",
 				argv[0]);
 			return 2;
 		}
 	}
+	halt_poll_from_kvm();
+	if (halt_max_us)
+		halt.max = strtod(halt_max_us, NULL) * 1e-6;
 	if (!path) {
 		/* A fully written scratch file (reads hit real blocks). */
 		char *buf = malloc(1 << 20);
