@@ -216,13 +216,12 @@ static void note_work(struct virtio_loop *l)
 	l->used_seen = used;
 }
 
-/* Busy-poll for up to the window of what it waits for after the last
- * work found, the driver's
- * notifications and the polled fds' signals off meanwhile: a driver that
- * adds buffers while the device is still busy with the previous batch
- * then costs neither a notification nor a wake-up.  Anyone waiting for
- * the lock (reset, queue change, sync, stop) ends it.  Leaves idle_since
- * at the last work found. */
+/* Busy-poll for up to the window of what the loop waits for after the
+ * last work found, the driver's notifications and the polled fds'
+ * signals off meanwhile: a driver that adds buffers while the device is
+ * still busy with the previous batch then costs neither a notification
+ * nor a wake-up.  Anyone waiting for the lock (reset, queue change,
+ * sync, stop) ends it.  Leaves idle_since at the last work found. */
 static void loop_poll(struct virtio_loop *l)
 {
 	uint64_t last_work = now_ns();

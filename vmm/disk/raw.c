@@ -252,7 +252,6 @@ static int raw_exec(struct disk *disk, struct disk_request *req)
 static int raw_submit(struct disk *disk, struct disk_request *req)
 {
 	struct io_uring_sqe *sqe;
-	bool one;
 
 	if (req->op == DISK_OP_DISCARD || req->op == DISK_OP_WRITE_ZEROES ||
 	    !aligned(disk, req))
@@ -265,33 +264,20 @@ static int raw_submit(struct disk *disk, struct disk_request *req)
 		if (!sqe)
 			return -EOPNOTSUPP;
 	}
-	/* One segment (the usual 4 KiB request): the plain read/write ops,
-	 * which spare the kernel copying and checking an iovec array. */
-	one = req->iovcnt == 1 && req->iov[0].iov_len <= UINT32_MAX;
-
-	switch (req->op) {
-	case DISK_OP_READ:
-		if (one)
-			io_uring_prep_read(sqe, disk->fd, req->iov[0].iov_base,
-					   (unsigned)req->iov[0].iov_len,
-					   req->offset);
-		else
-			io_uring_prep_readv(sqe, disk->fd, req->iov,
-					    (unsigned)req->iovcnt, req->offset);
-		break;
-	case DISK_OP_WRITE:
-		if (one)
-			io_uring_prep_write(sqe, disk->fd, req->iov[0].iov_base,
-					    (unsigned)req->iov[0].iov_len,
-					    req->offset);
-		else
-			io_uring_prep_writev(sqe, disk->fd, req->iov,
-					     (unsigned)req->iovcnt,
-					     req->offset);
-		break;
-	default:
+	if (req->op == DISK_OP_FLUSH) {
 		io_uring_prep_fsync(sqe, disk->fd, IORING_FSYNC_DATASYNC);
-		break;
+	} else if (req->iovcnt == 1 && req->iov[0].iov_len <= UINT32_MAX) {
+		/* One segment (the usual 4 KiB request): the plain ops, which
+		 * spare the kernel copying and checking an iovec array. */
+		io_uring_prep_rw(req->op == DISK_OP_READ ? IORING_OP_READ
+							 : IORING_OP_WRITE,
+				 sqe, disk->fd, req->iov[0].iov_base,
+				 (unsigned)req->iov[0].iov_len, req->offset);
+	} else {
+		io_uring_prep_rw(req->op == DISK_OP_READ ? IORING_OP_READV
+							 : IORING_OP_WRITEV,
+				 sqe, disk->fd, req->iov, (unsigned)req->iovcnt,
+				 req->offset);
 	}
 	io_uring_sqe_set_data(sqe, req);
 	disk->uring_queued++;
