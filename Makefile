@@ -230,6 +230,8 @@ bench: kite $(PAYLOADS) $(EXEC_STATS) $(B)/tests/bench/blk-iops
 	@$(BLK_IOPS) -b -P 0
 	@echo "blk-iops: the same, with a driver that sleeps at once (no halt polling)"
 	@$(BLK_IOPS) -H 0
+	@echo "blk-iops: the device on a qcow2 copy of the file"
+	@$(BLK_IOPS) -Q
 	@tests/bench/agent-boot.sh
 
 # ---- install -------------------------------------------------------------------

@@ -606,6 +606,153 @@ static bool header_dirty(const char *img)
 	return b & 1;
 }
 
+/* One asynchronous 4 KiB-aligned request of |len| bytes at |off|; which
+ * path it took: 'u' (io_uring), 'p' (thread pool). */
+static char submit_one(struct disk *d, bool write, uint64_t off, void *buf,
+		       size_t len)
+{
+	struct iovec iov = { buf, len };
+	struct done dn = { 0, 0 };
+	uint64_t u0, p0, u1, p1;
+
+	disk_request_counts(d, &u0, &p0);
+	ck_assert_int_eq(write ? disk_submit_writev(d, off, &iov, 1, on_done,
+						    &dn)
+			       : disk_submit_readv(d, off, &iov, 1, on_done,
+						   &dn),
+			 0);
+	wait_done(d, &dn, 1);
+	ck_assert_int_eq(dn.result, 0);
+	disk_request_counts(d, &u1, &p1);
+	ck_assert_uint_eq(u1 + p1, u0 + p0 + 1);
+	return u1 > u0 ? 'u' : 'p';
+}
+
+/* qcow2_submit: reads and in-place writes of allocated clusters whose L2
+ * table is cached go straight to io_uring; what needs metadata (a table
+ * to load, an allocation, a hole) goes to the pool.  Either way the data
+ * is right, and the image stays one qemu-img agrees with. */
+START_TEST(test_qcow2_allocated_clusters_go_to_io_uring)
+{
+	const char *img = path("fast.qcow2"), *ref = path("fast.raw");
+	const uint64_t cl = 65536;
+	uint8_t *data = malloc(4 << 20), w[8192], r[8192], zero[4096] = { 0 };
+	struct disk *d;
+	int fd;
+
+	/* 4 MiB of data but for a hole at cluster 10 (qemu-img convert
+	 * leaves zero clusters unallocated and lays the rest out in order). */
+	fill(data, 4 << 20, 7);
+	memset(data + 10 * cl, 0, cl);
+	fd = open(ref, O_RDWR | O_CREAT | O_TRUNC, 0644);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(pwrite(fd, data, 4 << 20, 0), 4 << 20);
+	ck_assert_int_eq(sh("qemu-img convert -O qcow2 '%s' '%s'", ref, img), 0);
+	d = open_disk(img, DISK_FORMAT_QCOW2, false, DISK_AIO_IO_URING);
+
+	/* The first read loads the L2 table: the pool. */
+	ck_assert_int_eq(submit_one(d, false, 512 * 8, r, 4096), 'p');
+	ck_assert_mem_eq(r, data + 4096, 4096);
+	/* Now cached: io_uring, also across two clusters next to each
+	 * other in the file. */
+	ck_assert_int_eq(submit_one(d, false, cl + 4096, r, 4096), 'u');
+	ck_assert_mem_eq(r, data + cl + 4096, 4096);
+	ck_assert_int_eq(submit_one(d, false, 3 * cl - 4096, r, 8192), 'u');
+	ck_assert_mem_eq(r, data + 3 * cl - 4096, 8192);
+	/* The hole reads as zeros, through the pool, also when the range
+	 * starts in allocated data. */
+	ck_assert_int_eq(submit_one(d, false, 10 * cl + 8192, r, 4096), 'p');
+	ck_assert_mem_eq(r, zero, 4096);
+	ck_assert_int_eq(submit_one(d, false, 10 * cl - 4096, r, 8192), 'p');
+	ck_assert_mem_eq(r, data + 10 * cl - 4096, 8192);
+
+	/* In place: io_uring.  Into the hole: the pool allocates, after
+	 * which the cluster is ours and the next write goes in place. */
+	fill(w, sizeof(w), 8);
+	ck_assert_int_eq(submit_one(d, true, 4 * cl + 4096, w, 4096), 'u');
+	memcpy(data + 4 * cl + 4096, w, 4096);
+	ck_assert_int_eq(submit_one(d, true, 10 * cl, w + 4096, 4096), 'p');
+	memcpy(data + 10 * cl, w + 4096, 4096);
+	ck_assert_int_eq(submit_one(d, true, 10 * cl + 8192, w, 4096), 'u');
+	memcpy(data + 10 * cl + 8192, w, 4096);
+	ck_assert_int_eq(submit_one(d, false, 4 * cl, r, 8192), 'u');
+	ck_assert_mem_eq(r, data + 4 * cl, 8192);
+	ck_assert_int_eq(submit_one(d, false, 10 * cl + 8192, r, 4096), 'u');
+	ck_assert_mem_eq(r, data + 10 * cl + 8192, 4096);
+	/* Cluster 10 now lies at the end of the file, apart from 9: a
+	 * range over both is two places, hence the pool. */
+	ck_assert_int_eq(submit_one(d, false, 10 * cl - 4096, r, 8192), 'p');
+	ck_assert_mem_eq(r, data + 10 * cl - 4096, 8192);
+	ck_assert_int_eq(disk_close(d), 0);
+
+	ck_assert_int_eq(pwrite(fd, data, 4 << 20, 0), 4 << 20);
+	close(fd);
+	ck_assert_int_eq(qcheck(img), 0);
+	ck_assert_int_eq(qcompare(img, ref), 0);
+	free(data);
+}
+END_TEST
+
+/* A cluster without OFLAG_COPIED may be shared (a snapshot, another
+ * writer's image): a write must copy it, never write in place, even with
+ * its L2 table cached -- the pool does that, not the io_uring path. */
+START_TEST(test_qcow2_shared_cluster_writes_are_copied_not_in_place)
+{
+	const char *img = path("shared.qcow2"), *ref = path("shared.raw");
+	uint8_t *data = malloc(1 << 20), w[4096], r[4096], be[8];
+	uint64_t l1off, l2off, old;
+	struct disk *d;
+	int fd;
+
+	fill(data, 1 << 20, 9);
+	fd = open(ref, O_RDWR | O_CREAT | O_TRUNC, 0644);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(pwrite(fd, data, 1 << 20, 0), 1 << 20);
+	close(fd);
+	ck_assert_int_eq(sh("qemu-img convert -O qcow2 '%s' '%s'", ref, img), 0);
+	fd = open(img, O_RDWR);
+	ck_assert_int_eq(pread(fd, be, 8, 40), 8);
+	l1off = be64toh(*(uint64_t *)be);
+	ck_assert_int_eq(pread(fd, be, 8, (off_t)l1off), 8);
+	l2off = be64toh(*(uint64_t *)be) & 0x00fffffffffffe00ull;
+	ck_assert_int_eq(pread(fd, be, 8, (off_t)l2off + 8), 8);
+	old = be64toh(*(uint64_t *)be);
+	ck_assert(old >> 63); /* qemu-img made it COPIED; take that away */
+	*(uint64_t *)be = htobe64(old & ~(1ull << 63));
+	ck_assert_int_eq(pwrite(fd, be, 8, (off_t)l2off + 8), 8);
+	old &= 0x00fffffffffffe00ull;
+	{
+		/* ... and give it a second reference (16-bit refcounts, the
+		 * default: 32768 per 64 KiB block). */
+		uint64_t rt, rb, c = old / 65536;
+		uint8_t two[2] = { 0, 2 };
+
+		ck_assert_int_eq(pread(fd, be, 8, 48), 8);
+		rt = be64toh(*(uint64_t *)be);
+		ck_assert_int_eq(pread(fd, be, 8, (off_t)(rt + c / 32768 * 8)),
+				 8);
+		rb = be64toh(*(uint64_t *)be);
+		ck_assert_int_eq(pwrite(fd, two, 2,
+					(off_t)(rb + c % 32768 * 2)), 2);
+	}
+
+	d = open_disk(img, DISK_FORMAT_QCOW2, false, DISK_AIO_IO_URING);
+	ck_assert_int_eq(submit_one(d, false, 0, r, 4096), 'p');
+	ck_assert_int_eq(submit_one(d, false, 65536, r, 4096), 'u');
+	fill(w, sizeof(w), 10);
+	ck_assert_int_eq(submit_one(d, true, 65536, w, 4096), 'p');
+	ck_assert_int_eq(submit_one(d, false, 65536, r, 4096), 'u');
+	ck_assert_mem_eq(r, w, 4096);
+	ck_assert_int_eq(disk_close(d), 0);
+	/* The old cluster (its other reference made up, so now a leak
+	 * to qemu-img check) still holds what it held. */
+	ck_assert_int_eq(pread(fd, r, 4096, (off_t)old), 4096);
+	ck_assert_mem_eq(r, data + 65536, 4096);
+	close(fd);
+	free(data);
+}
+END_TEST
+
 START_TEST(test_qcow2_dirty_bit_set_while_open_cleared_on_close)
 {
 	const char *img = path("dirty.qcow2");
@@ -863,6 +1010,21 @@ START_TEST(test_qcow2_l2_entry_on_metadata_or_past_the_end_is_an_io_error)
 	ck_assert_int_eq(disk_pread(d, 0, buf, sizeof(buf)), -EIO);
 	ck_assert_int_eq(disk_pwrite(d, 65536, buf, sizeof(buf)), -EIO);
 	ck_assert_int_eq(disk_pread(d, 65536, buf, sizeof(buf)), -EIO);
+	/* The same asynchronously, the L2 table cached by now: the
+	 * io_uring path (qcow2_submit) must not take them either. */
+	for (int i = 0; i < 4; i++) {
+		struct iovec iov = { buf, sizeof(buf) };
+		struct done dn = { 0, 0 };
+		uint64_t off = i < 2 ? 0 : 65536;
+
+		ck_assert_int_eq(i % 2 ? disk_submit_readv(d, off, &iov, 1,
+							   on_done, &dn)
+				       : disk_submit_writev(d, off, &iov, 1,
+							    on_done, &dn),
+				 0);
+		wait_done(d, &dn, 1);
+		ck_assert_int_eq(dn.result, -EIO);
+	}
 	disk_close(d);
 	/* The L1 table was not overwritten, and the file did not grow to
 	 * a terabyte. */
@@ -1182,6 +1344,8 @@ static Suite *qcow2_suite(void)
 	tcase_add_test(q, test_qcow2_three_level_backing_chain);
 	tcase_add_test(q, test_qcow2_discard_and_write_zeroes);
 	tcase_add_test(q, test_qcow2_concurrent_writes_into_shared_clusters);
+	tcase_add_test(q, test_qcow2_allocated_clusters_go_to_io_uring);
+	tcase_add_test(q, test_qcow2_shared_cluster_writes_are_copied_not_in_place);
 	tcase_add_test(q, test_qcow2_dirty_bit_set_while_open_cleared_on_close);
 	tcase_add_test(q, test_qcow2_sigkill_after_flush_leaves_consistent_image);
 	tcase_add_test(bad, test_qcow2_refuses_bad_magic);

@@ -520,6 +520,42 @@ static bool forges_qcow2(const struct disk *disk, enum disk_op op,
 	return memcmp(head, magic, 4) == 0;
 }
 
+int disk_uring_rw(struct disk *disk, struct disk_request *req)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&disk->ring);
+
+	if (!sqe) {
+		io_uring_submit(&disk->ring);
+		disk->uring_queued = 0;
+		sqe = io_uring_get_sqe(&disk->ring);
+		if (!sqe)
+			return -EOPNOTSUPP;
+	}
+	if (req->op == DISK_OP_FLUSH) {
+		io_uring_prep_fsync(sqe, disk->fd, IORING_FSYNC_DATASYNC);
+	} else if (req->iovcnt == 1 && req->iov[0].iov_len <= UINT32_MAX) {
+		/* One segment (the usual 4 KiB request): the plain ops, which
+		 * spare the kernel copying and checking an iovec array. */
+		io_uring_prep_rw(req->op == DISK_OP_READ ? IORING_OP_READ
+							 : IORING_OP_WRITE,
+				 sqe, disk->fd, req->iov[0].iov_base,
+				 (unsigned)req->iov[0].iov_len,
+				 req->file_offset);
+	} else {
+		io_uring_prep_rw(req->op == DISK_OP_READ ? IORING_OP_READV
+							 : IORING_OP_WRITEV,
+				 sqe, disk->fd, req->iov, (unsigned)req->iovcnt,
+				 req->file_offset);
+	}
+	io_uring_sqe_set_data(sqe, req);
+	disk->uring_queued++;
+	if (!disk->plugged) {
+		io_uring_submit(&disk->ring);
+		disk->uring_queued = 0;
+	}
+	return 0;
+}
+
 /* Requests are made and finished on the owner thread only (pool workers
  * hand theirs back through |done|), so the spares need no lock. */
 #define DISK_MAX_SPARE 256
@@ -577,8 +613,10 @@ static int submit(struct disk *disk, enum disk_op op, uint64_t offset,
 	disk->inflight++;
 	if (disk->uring_ok && disk->ops->submit) {
 		err = disk->ops->submit(disk, req);
-		if (err == 0)
+		if (err == 0) {
+			disk->via_uring++;
 			return 0;
+		}
 		if (err != -EOPNOTSUPP) {
 			disk->inflight--;
 			req_free(disk, req);
@@ -589,6 +627,8 @@ static int submit(struct disk *disk, enum disk_op op, uint64_t offset,
 	if (err) {
 		disk->inflight--;
 		req_free(disk, req);
+	} else {
+		disk->via_pool++;
 	}
 	return err;
 }
@@ -667,6 +707,13 @@ unsigned disk_inflight(const struct disk *disk)
 	return disk->inflight;
 }
 
+void disk_request_counts(const struct disk *disk, uint64_t *uring,
+			 uint64_t *pool)
+{
+	*uring = disk->via_uring;
+	*pool = disk->via_pool;
+}
+
 static void complete(struct disk *disk, struct disk_request *req)
 {
 	disk->inflight--;
@@ -698,10 +745,11 @@ static int uring_result(struct disk *disk, struct disk_request *req, int res)
 	if (n < 0)
 		err = n;
 	else if (req->op == DISK_OP_READ)
-		err = disk_fd_preadv_full(disk->fd, req->offset + res, rest, n);
+		err = disk_fd_preadv_full(disk->fd, req->file_offset + res,
+					  rest, n);
 	else
-		err = disk_fd_pwritev_full(disk->fd, req->offset + res, rest,
-					   n);
+		err = disk_fd_pwritev_full(disk->fd, req->file_offset + res,
+					   rest, n);
 	if (rest != small)
 		free(rest);
 	return err;

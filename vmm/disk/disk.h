@@ -136,6 +136,10 @@ unsigned disk_process_completions(struct disk *disk);
 void disk_drain(struct disk *disk);
 /* Requests submitted and not yet completed. */
 unsigned disk_inflight(const struct disk *disk);
+/* Requests submitted so far through io_uring and through the thread
+ * pool (for tests and benchmarks). */
+void disk_request_counts(const struct disk *disk, uint64_t *uring,
+			 uint64_t *pool);
 
 /* ---- synchronous helpers (tests, tools, backing-file reads) -------------
  * Run one request to completion on the calling thread, bypassing the

@@ -21,6 +21,7 @@ struct disk_request {
 	struct disk *disk;
 	enum disk_op op;
 	uint64_t offset, len;         /* len: bytes (iov total for rw) */
+	uint64_t file_offset;         /* io_uring: where in the image file */
 	const struct iovec *iov;
 	int iovcnt;
 	bool may_unmap;
@@ -35,8 +36,10 @@ struct disk_backend_ops {
 	/* Run |req| to completion on the calling thread (a pool worker or a
 	 * synchronous helper); return 0 or a negative errno. */
 	int (*exec)(struct disk *disk, struct disk_request *req);
-	/* Submit |req| asynchronously some other way (io_uring); return
-	 * -EOPNOTSUPP to let the engine use the pool.  NULL: always pool. */
+	/* Submit |req| asynchronously some other way (io_uring, through
+	 * disk_uring_rw()); return -EOPNOTSUPP to let the engine use the
+	 * pool.  Runs on the owner thread: must not wait for I/O.  NULL:
+	 * always pool. */
 	int (*submit)(struct disk *disk, struct disk_request *req);
 	/* Final flush / metadata update before the fd closes. */
 	int (*close)(struct disk *disk);
@@ -63,6 +66,7 @@ struct disk {
 	bool quiet;                 /* completion eventfd signals off */
 	unsigned uring_queued;      /* SQEs prepared, not yet submitted */
 	struct io_uring ring;
+	uint64_t via_uring, via_pool; /* requests by path (owner thread) */
 	/* Finished requests kept for reuse (owner thread only): a request
 	 * costs no malloc/free on the hot path. */
 	struct disk_request *spare;
@@ -76,6 +80,10 @@ struct disk {
 	unsigned nr_pool_threads;
 	bool pool_stop;
 };
+
+/* disk.c: queue |req| (a read, write or flush) on the io_uring, the data
+ * at req->file_offset of the image file; for a backend's submit op. */
+int disk_uring_rw(struct disk *disk, struct disk_request *req);
 
 /* disk.c: set up the engine for |disk| (after fd/size are known). */
 int disk_engine_init(struct disk *disk, enum disk_aio aio);

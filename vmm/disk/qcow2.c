@@ -25,9 +25,11 @@
  * data write running outside the metadata lock can never land in a
  * cluster that was meanwhile given to someone else.
  *
- * Concurrency: requests run on the disk's pool threads.  The metadata
- * lock covers lookups, allocation and table updates; reads and in-place
- * writes of allocated clusters do their data I/O without it. */
+ * Concurrency: requests run on the disk's pool threads, except reads and
+ * in-place writes whose clusters the cached L2 tables already locate:
+ * those go to io_uring from the owner thread (qcow2_submit).  The
+ * metadata lock covers lookups, allocation and table updates; reads and
+ * in-place writes of allocated clusters do their data I/O without it. */
 #include "vmm/disk/disk_impl.h"
 
 #include <endian.h>
@@ -194,6 +196,20 @@ static int cache_get(struct qcow2 *q, struct table_cache *c, unsigned size,
 	c->used[victim] = ++q->clock;
 	*out = c->buf[victim];
 	return 0;
+}
+
+/* The cached cluster at |offset|, or NULL when it is not in the cache
+ * (no I/O, for callers that must not wait). */
+static uint8_t *cache_peek(struct qcow2 *q, struct table_cache *c,
+			   uint64_t offset)
+{
+	for (unsigned i = 0; i < c->n; i++) {
+		if (c->offset[i] == offset) {
+			c->used[i] = ++q->clock;
+			return c->buf[i];
+		}
+	}
+	return NULL;
 }
 
 static void cache_free(struct table_cache *c)
@@ -923,6 +939,72 @@ static int qcow2_range(struct qcow2 *q, struct disk_request *req, bool zeroes)
 	return 0;
 }
 
+/* Where the data of [vaddr, vaddr+len) (within one cluster) lies in the
+ * file, when that is known without I/O and the bytes can be read -- or,
+ * for |write|, written in place -- right there: a normal cluster (for a
+ * write: ours alone, COPIED) whose L2 table is cached.  UINT64_MAX
+ * otherwise.  Under the lock. */
+static uint64_t data_in_place(struct qcow2 *q, uint64_t vaddr, bool write)
+{
+	uint64_t l1i = vaddr >> (q->cluster_bits * 2 - 3);
+	uint64_t l2i = (vaddr >> q->cluster_bits) & (q->l2_entries - 1);
+	uint64_t l2off, e, host;
+	uint8_t *tbl;
+
+	if (l1i >= q->l1_size)
+		return UINT64_MAX;
+	l2off = q->l1[l1i] & L1E_OFFSET_MASK;
+	tbl = l2off ? cache_peek(q, &q->l2c, l2off) : NULL;
+	if (!tbl)
+		return UINT64_MAX;
+	e = rd64(tbl + l2i * 8);
+	if (entry_kind(q, e) != E_NORMAL || (write && !(e & OFLAG_COPIED)))
+		return UINT64_MAX;
+	host = e & L2E_OFFSET_MASK;
+	if (!data_cluster_ok(q, host))
+		return UINT64_MAX; /* the pool path reports the corruption */
+	return host + (vaddr & (q->cluster_size - 1));
+}
+
+/* The fast path, for the owner thread: a read, or a write in place, whose
+ * whole range lies in allocated clusters that follow each other in the
+ * file goes to io_uring as one read or write there, with no pool thread.
+ * Everything else -- an L2 table to read first, allocation, copy on
+ * write, zeros, compressed or backing-file data, a range over clusters
+ * apart in the file, the lock held by metadata work -- goes to the pool
+ * (-EOPNOTSUPP), which must not wait here.
+ *
+ * Safe beside the pool: allocation only appends and freed clusters are
+ * not reused while the image is open (see the top of this file), so a
+ * cluster found here stays this image's data even if a concurrent
+ * discard drops it; and virtio does not order requests in flight. */
+static int qcow2_submit(struct disk *disk, struct disk_request *req)
+{
+	struct qcow2 *q = disk->priv;
+	bool write = req->op == DISK_OP_WRITE;
+	uint64_t start = UINT64_MAX, pos = 0;
+
+	if ((req->op != DISK_OP_READ && !write) || req->len == 0 ||
+	    pthread_mutex_trylock(&q->lock))
+		return -EOPNOTSUPP;
+	while (pos < req->len) {
+		uint64_t v = req->offset + pos;
+		uint64_t n = q->cluster_size - (v & (q->cluster_size - 1));
+		uint64_t host = data_in_place(q, v, write);
+
+		if (host == UINT64_MAX || (pos && host != start + pos))
+			break;
+		if (!pos)
+			start = host;
+		pos += n < req->len - pos ? n : req->len - pos;
+	}
+	pthread_mutex_unlock(&q->lock);
+	if (pos < req->len)
+		return -EOPNOTSUPP;
+	req->file_offset = start;
+	return disk_uring_rw(disk, req);
+}
+
 static int qcow2_exec(struct disk *disk, struct disk_request *req)
 {
 	struct qcow2 *q = disk->priv;
@@ -986,6 +1068,7 @@ static int qcow2_close(struct disk *disk)
 static const struct disk_backend_ops qcow2_ops = {
 	.name = "qcow2",
 	.exec = qcow2_exec,
+	.submit = qcow2_submit,
 	.close = qcow2_close,
 };
 

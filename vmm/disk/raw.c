@@ -251,41 +251,11 @@ static int raw_exec(struct disk *disk, struct disk_request *req)
 
 static int raw_submit(struct disk *disk, struct disk_request *req)
 {
-	struct io_uring_sqe *sqe;
-
 	if (req->op == DISK_OP_DISCARD || req->op == DISK_OP_WRITE_ZEROES ||
 	    !aligned(disk, req))
 		return -EOPNOTSUPP;
-	sqe = io_uring_get_sqe(&disk->ring);
-	if (!sqe) {
-		io_uring_submit(&disk->ring);
-		disk->uring_queued = 0;
-		sqe = io_uring_get_sqe(&disk->ring);
-		if (!sqe)
-			return -EOPNOTSUPP;
-	}
-	if (req->op == DISK_OP_FLUSH) {
-		io_uring_prep_fsync(sqe, disk->fd, IORING_FSYNC_DATASYNC);
-	} else if (req->iovcnt == 1 && req->iov[0].iov_len <= UINT32_MAX) {
-		/* One segment (the usual 4 KiB request): the plain ops, which
-		 * spare the kernel copying and checking an iovec array. */
-		io_uring_prep_rw(req->op == DISK_OP_READ ? IORING_OP_READ
-							 : IORING_OP_WRITE,
-				 sqe, disk->fd, req->iov[0].iov_base,
-				 (unsigned)req->iov[0].iov_len, req->offset);
-	} else {
-		io_uring_prep_rw(req->op == DISK_OP_READ ? IORING_OP_READV
-							 : IORING_OP_WRITEV,
-				 sqe, disk->fd, req->iov, (unsigned)req->iovcnt,
-				 req->offset);
-	}
-	io_uring_sqe_set_data(sqe, req);
-	disk->uring_queued++;
-	if (!disk->plugged) {
-		io_uring_submit(&disk->ring);
-		disk->uring_queued = 0;
-	}
-	return 0;
+	req->file_offset = req->offset;
+	return disk_uring_rw(disk, req);
 }
 
 const struct disk_backend_ops disk_raw_ops = {
