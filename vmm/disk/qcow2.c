@@ -155,23 +155,35 @@ bool qcow2_probe(int fd)
 
 /* ---- table caches (L2 tables, refcount blocks), write-through ---------- */
 
+/* The cached cluster at |offset|, or NULL when it is not in the cache
+ * (no I/O, for callers that must not wait). */
+static uint8_t *cache_peek(struct qcow2 *q, struct table_cache *c,
+			   uint64_t offset)
+{
+	for (unsigned i = 0; i < c->n; i++) {
+		if (c->offset[i] == offset) {
+			c->used[i] = ++q->clock;
+			return c->buf[i];
+		}
+	}
+	return NULL;
+}
+
 /* The cached cluster at |offset|; |fresh|: a new table, start zeroed
  * instead of reading the file.  The pointer is valid until the next
  * cache_get on the same cache. */
 static int cache_get(struct qcow2 *q, struct table_cache *c, unsigned size,
 		     uint64_t offset, bool fresh, uint8_t **out)
 {
+	uint8_t *hit = cache_peek(q, c, offset);
 	unsigned i, victim = 0;
 	int err;
 
-	for (i = 0; i < c->n; i++) {
-		if (c->offset[i] == offset) {
-			c->used[i] = ++q->clock;
-			if (fresh)
-				memset(c->buf[i], 0, q->cluster_size);
-			*out = c->buf[i];
-			return 0;
-		}
+	if (hit) {
+		if (fresh)
+			memset(hit, 0, q->cluster_size);
+		*out = hit;
+		return 0;
 	}
 	if (c->n < size) {
 		victim = c->n;
@@ -196,20 +208,6 @@ static int cache_get(struct qcow2 *q, struct table_cache *c, unsigned size,
 	c->used[victim] = ++q->clock;
 	*out = c->buf[victim];
 	return 0;
-}
-
-/* The cached cluster at |offset|, or NULL when it is not in the cache
- * (no I/O, for callers that must not wait). */
-static uint8_t *cache_peek(struct qcow2 *q, struct table_cache *c,
-			   uint64_t offset)
-{
-	for (unsigned i = 0; i < c->n; i++) {
-		if (c->offset[i] == offset) {
-			c->used[i] = ++q->clock;
-			return c->buf[i];
-		}
-	}
-	return NULL;
 }
 
 static void cache_free(struct table_cache *c)
@@ -939,11 +937,11 @@ static int qcow2_range(struct qcow2 *q, struct disk_request *req, bool zeroes)
 	return 0;
 }
 
-/* Where the data of [vaddr, vaddr+len) (within one cluster) lies in the
- * file, when that is known without I/O and the bytes can be read -- or,
- * for |write|, written in place -- right there: a normal cluster (for a
- * write: ours alone, COPIED) whose L2 table is cached.  UINT64_MAX
- * otherwise.  Under the lock. */
+/* Where the guest byte at |vaddr| lies in the file, when that is known
+ * without I/O and its cluster can be read -- or, for |write|, written in
+ * place -- right there: a normal cluster (for a write: ours alone,
+ * COPIED) whose L2 table is cached.  UINT64_MAX otherwise.  Under the
+ * lock. */
 static uint64_t data_in_place(struct qcow2 *q, uint64_t vaddr, bool write)
 {
 	uint64_t l1i = vaddr >> (q->cluster_bits * 2 - 3);
