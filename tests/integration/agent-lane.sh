@@ -10,7 +10,7 @@
 # BZIMAGE defaults to what `make guest-kernel` builds (built here if
 # missing).  Per transport it prepares raw, qcow2 and read-only disk
 # images with host-written patterns (the qcow2 disk's thread busy-polls:
-# poll=50; on mmio it has cache=none) and two virtio-console ports whose
+# poll=50) and two virtio-console ports whose
 # host peers (tests/guest-kernel/host.py) exchange patterns with the
 # guest; passes every expectation on the kernel command line
 # (kite_agent.*, see tests/guest-kernel/README.md); parses the agent's TAP
@@ -251,17 +251,13 @@ for t in $TRANSPORTS; do
 	params="$params kite_agent.virtio=$(virtio_expect $via $modern) kite_agent.rng=1"
 	params="$params kite_agent.console_ports=$PORTS kite_agent.blk=$BLK$extra"
 	[ -z "${KITE_AGENT_PARAMS:-}" ] || params="$params $KITE_AGENT_PARAMS"
-	# The qcow2 disk runs with cache=none (O_DIRECT data, buffered
-	# metadata) on mmio, with the default writeback cache elsewhere.
-	qcache=writeback
-	[ "$t" != mmio ] || qcache=none
 	echo "$KITE run -k $kernel -m 256M -c $CPUS --transport $kt ... -p \"$params\"" > "$d/command"
 	start=$(date +%s)
 	timeout "$TIMEOUT" "$KITE" run -k "$kernel" -m 256M -c "$CPUS" --transport "$kt" \
 		--device rng \
 		--device "console,port=kite.port1:$d/port1.sock,port=kite.port2:$d/port2.sock" \
 		-d "$d/raw.img,format=raw,serial=kite-raw" \
-		-d "$d/qcow2.img,format=qcow2,serial=kite-qcow2,poll=50,cache=$qcache" \
+		-d "$d/qcow2.img,format=qcow2,serial=kite-qcow2,poll=50" \
 		-d "$d/ro.img,ro,format=raw,serial=kite-ro" \
 		-p "$params" < /dev/null > "$d/serial.log" 2>&1 &
 	vm=$!

@@ -166,7 +166,6 @@ int disk_file_open(struct disk *disk, const char *path,
 	}
 	disk->read_only = opts->read_only;
 	disk->direct = opts->direct;
-	disk->direct_align = disk->logical_block;
 
 	if (!opts->no_lock) {
 		struct flock fl = {
@@ -235,6 +234,13 @@ int disk_open_depth(const char *path, const struct disk_options *opts,
 			err = -EINVAL;
 			goto fail;
 		}
+		if (opts->direct) {
+			disk_set_why(why, why_len,
+				"O_DIRECT (cache=none) is supported for raw "
+				"images only");
+			err = -EINVAL;
+			goto fail;
+		}
 		err = qcow2_open(disk, opts, depth, why, why_len);
 		if (err)
 			goto fail;
@@ -292,7 +298,6 @@ int disk_open_queue(struct disk *disk, struct disk **out)
 	q->is_blockdev = disk->is_blockdev;
 	q->probed_raw = disk->probed_raw;
 	q->logical_block = disk->logical_block;
-	q->direct_align = disk->direct_align;
 	q->physical_block = disk->physical_block;
 	q->discard_granularity = disk->discard_granularity;
 	q->event_fd = -1;
@@ -513,22 +518,6 @@ static bool forges_qcow2(const struct disk *disk, enum disk_op op,
 		return false;
 	iov_to_buf(iov, iovcnt, 0, head, 4);
 	return memcmp(head, magic, 4) == 0;
-}
-
-bool disk_direct_ok(const struct disk *disk, uint64_t file_offset,
-		    const struct disk_request *req)
-{
-	uint64_t a = disk->direct_align - 1;
-
-	if (!disk->direct)
-		return true;
-	if ((file_offset & a) || (req->len & a))
-		return false;
-	for (int i = 0; i < req->iovcnt; i++)
-		if (((uintptr_t)req->iov[i].iov_base & a) ||
-		    (req->iov[i].iov_len & a))
-			return false;
-	return true;
 }
 
 int disk_uring_rw(struct disk *disk, struct disk_request *req)

@@ -10,12 +10,15 @@
  * locking between submission and completion.
  *
  * Threading: one thread at a time drives a disk (submits and processes
- * completions); disk_open_queue() gives further threads their own handle.  Internally raw images use io_uring (liburing) when the
- * kernel allows it and a small thread pool otherwise (io_uring_queue_init
+ * completions); disk_open_queue() gives further threads their own
+ * handle.  Internally raw images use io_uring (liburing) when the kernel
+ * allows it and a small thread pool otherwise (io_uring_queue_init
  * failing with ENOSYS/EPERM, e.g. under a seccomp policy or with
- * kernel.io_uring_disabled); qcow2 images run each request on the pool
- * (metadata lookups and allocation are synchronous there, data I/O runs
- * concurrently when no allocation is needed).
+ * kernel.io_uring_disabled); qcow2 images send reads and in-place writes
+ * of allocated clusters that the cached L2 tables place to io_uring too,
+ * and run everything else on the pool (metadata lookups and allocation
+ * are synchronous there, data I/O runs concurrently when no allocation
+ * is needed).
  *
  * Offsets and lengths are bytes.  Callers (virtio-blk) validate them
  * against disk_size(); the backends check again and fail with -EINVAL

@@ -56,7 +56,6 @@ struct disk {
 	int fd;
 	uint64_t size;
 	bool read_only, direct, is_blockdev;
-	uint32_t direct_align;      /* O_DIRECT: offsets, lengths, buffers */
 	bool probed_raw;            /* raw by probing, not by request */
 	uint32_t logical_block, physical_block, discard_granularity;
 
@@ -82,11 +81,6 @@ struct disk {
 	bool pool_stop;
 };
 
-/* disk.c: can |req|'s data move at |file_offset| of an O_DIRECT image
- * file as it is (offset, length and buffers block-aligned)?  Always true
- * without O_DIRECT. */
-bool disk_direct_ok(const struct disk *disk, uint64_t file_offset,
-		    const struct disk_request *req);
 /* disk.c: queue |req| (a read, write or flush) on the io_uring, the data
  * at req->file_offset of the image file; for a backend's submit op. */
 int disk_uring_rw(struct disk *disk, struct disk_request *req);

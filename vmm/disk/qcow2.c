@@ -97,7 +97,6 @@ struct qcow2 {
 	uint64_t next_free;         /* cluster index where allocation appends */
 	struct disk *backing;
 	bool writable, dirty_set;
-	bool own_fd;                /* |fd| is a buffered reopen (O_DIRECT) */
 	uint64_t clock;
 	struct table_cache l2c, rcc;
 };
@@ -998,7 +997,7 @@ static int qcow2_submit(struct disk *disk, struct disk_request *req)
 		pos += n < req->len - pos ? n : req->len - pos;
 	}
 	pthread_mutex_unlock(&q->lock);
-	if (pos < req->len || !disk_direct_ok(disk, start, req))
+	if (pos < req->len)
 		return -EOPNOTSUPP;
 	req->file_offset = start;
 	return disk_uring_rw(disk, req);
@@ -1039,8 +1038,6 @@ static void qcow2_free(struct qcow2 *q)
 	cache_free(&q->rcc);
 	free(q->l1);
 	free(q->rt);
-	if (q->own_fd)
-		close(q->fd);
 	pthread_mutex_destroy(&q->lock);
 	free(q);
 }
@@ -1107,33 +1104,6 @@ static int open_backing(struct qcow2 *q, struct disk *disk, const char *name,
 	return err;
 }
 
-/* With cache=none the image fd is O_DIRECT, which only moves aligned
- * blocks: metadata (8-byte table entries, headers) and the pool's data
- * I/O (copy on write, guest buffers as they come) use a second, buffered
- * fd on the same file, and only the io_uring path (qcow2_submit) uses
- * O_DIRECT, for aligned requests.  The kernel keeps the two coherent:
- * direct I/O writes back and drops the page cache of its range. */
-static int reopen_buffered(struct disk *disk, int *fd)
-{
-	struct stat a, b;
-	char path[64];
-
-	snprintf(path, sizeof(path), "/proc/self/fd/%d", disk->fd);
-	*fd = open(path, (disk->read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC);
-	if (*fd < 0)
-		*fd = open(disk->path,
-			   (disk->read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC);
-	if (*fd < 0)
-		return -errno;
-	if (fstat(disk->fd, &a) < 0 || fstat(*fd, &b) < 0 ||
-	    a.st_dev != b.st_dev || a.st_ino != b.st_ino) {
-		close(*fd);
-		*fd = disk->fd;
-		return -ESTALE; /* the path now names another file */
-	}
-	return 0;
-}
-
 int qcow2_open(struct disk *disk, const struct disk_options *opts,
 	       unsigned depth, char *why, size_t why_len)
 {
@@ -1151,15 +1121,6 @@ int qcow2_open(struct disk *disk, const struct disk_options *opts,
 	pthread_mutex_init(&q->lock, NULL);
 	q->fd = disk->fd;
 	q->writable = !opts->read_only;
-	if (disk->direct) {
-		err = reopen_buffered(disk, &q->fd);
-		if (err) {
-			disk_set_why(why, why_len, "qcow2: reopening for "
-				     "metadata I/O: %s", strerror(-err));
-			goto fail;
-		}
-		q->own_fd = true;
-	}
 
 	/* The header and its extensions live in the first cluster; read
 	 * the largest possible one (2 MiB) or the file, whichever is less. */
@@ -1449,9 +1410,6 @@ int qcow2_open(struct disk *disk, const struct disk_options *opts,
 	disk->priv = q;
 	disk->ops = &qcow2_ops;
 	disk->size = size;
-	/* Also with O_DIRECT: what is not aligned for it goes to the pool
-	 * and the buffered fd, so guests keep their 512-byte sectors (and
-	 * the partition tables written with them). */
 	disk->logical_block = 512;
 	if (disk->physical_block < 4096)
 		disk->physical_block = 4096;

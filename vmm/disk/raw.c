@@ -118,7 +118,17 @@ int disk_fd_punch_hole(struct disk *disk, uint64_t offset, uint64_t len)
 
 static bool aligned(const struct disk *disk, const struct disk_request *req)
 {
-	return disk_direct_ok(disk, req->offset, req);
+	uint64_t a = disk->logical_block - 1;
+
+	if (!disk->direct)
+		return true;
+	if ((req->offset & a) || (req->len & a))
+		return false;
+	for (int i = 0; i < req->iovcnt; i++)
+		if (((uintptr_t)req->iov[i].iov_base & a) ||
+		    (req->iov[i].iov_len & a))
+			return false;
+	return true;
 }
 
 /* O_DIRECT with guest buffers that are not block aligned: go through an
