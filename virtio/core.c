@@ -613,9 +613,11 @@ void virtio_device_set_polling(struct virtio_device *dev, unsigned max_us)
 	struct virtio_loop *l;
 	unsigned i;
 
-	for_each_loop(dev, l, i)
+	for_each_loop(dev, l, i) {
+		l->poll_max_ns = (uint64_t)max_us * 1000;
 		for (unsigned w = 0; w < VIRTIO_NR_WAITS; w++)
-			l->poll_ns[w] = l->poll_max_ns = (uint64_t)max_us * 1000;
+			l->poll_ns[w] = l->poll_max_ns;
+	}
 }
 
 int virtio_device_start(struct virtio_device *dev)

@@ -326,7 +326,6 @@ static double run_host(int fd, bool write, unsigned qd, uint64_t nblocks,
 		       double secs, void *bufs)
 {
 	struct io_uring ring;
-	struct iovec iov[MAX_QD];
 	unsigned inflight = 0;
 	uint64_t done = 0;
 	double t0, c0;
@@ -335,8 +334,6 @@ static double run_host(int fd, bool write, unsigned qd, uint64_t nblocks,
 		fprintf(stderr, "blk-iops: io_uring unavailable\n");
 		exit(1);
 	}
-	for (unsigned i = 0; i < qd; i++)
-		iov[i] = (struct iovec){ (char *)bufs + (size_t)i * BS, BS };
 	t0 = now();
 	c0 = cpu_now();
 	for (;;) {
@@ -345,17 +342,16 @@ static double run_host(int fd, bool write, unsigned qd, uint64_t nblocks,
 
 		while (more && inflight < qd) {
 			struct io_uring_sqe *sqe = io_uring_get_sqe(&ring);
-			unsigned i = inflight; /* any free buffer will do */
+			/* any free buffer will do */
+			char *buf = (char *)bufs + (size_t)inflight * BS;
 			uint64_t off = (rnd() % nblocks) * BS;
 
 			/* The plain ops, as kite's backend (and fio) use
 			 * for one segment. */
 			if (write)
-				io_uring_prep_write(sqe, fd, iov[i].iov_base, BS,
-						    off);
+				io_uring_prep_write(sqe, fd, buf, BS, off);
 			else
-				io_uring_prep_read(sqe, fd, iov[i].iov_base, BS,
-						   off);
+				io_uring_prep_read(sqe, fd, buf, BS, off);
 			inflight++;
 		}
 		if (!inflight)

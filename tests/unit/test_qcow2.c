@@ -103,6 +103,18 @@ static void write_both(struct disk *d, int ref, uint64_t off, size_t len,
 	free(buf);
 }
 
+/* In the qcow2 file open as |fd|: the offset of the L1 table (header
+ * byte 40) and of the L2 table its first entry names. */
+static uint64_t first_l2_table(int fd, uint64_t *l1off)
+{
+	uint8_t be[8];
+
+	ck_assert_int_eq(pread(fd, be, 8, 40), 8);
+	*l1off = be64toh(*(uint64_t *)be);
+	ck_assert_int_eq(pread(fd, be, 8, (off_t)*l1off), 8);
+	return be64toh(*(uint64_t *)be) & 0x00fffffffffffe00ull;
+}
+
 static void make_raw(const char *p, uint64_t size)
 {
 	int fd = open(p, O_RDWR | O_CREAT | O_TRUNC, 0644);
@@ -707,10 +719,7 @@ START_TEST(test_qcow2_shared_cluster_writes_are_copied_not_in_place)
 	close(fd);
 	ck_assert_int_eq(sh("qemu-img convert -O qcow2 '%s' '%s'", ref, img), 0);
 	fd = open(img, O_RDWR);
-	ck_assert_int_eq(pread(fd, be, 8, 40), 8);
-	l1off = be64toh(*(uint64_t *)be);
-	ck_assert_int_eq(pread(fd, be, 8, (off_t)l1off), 8);
-	l2off = be64toh(*(uint64_t *)be) & 0x00fffffffffffe00ull;
+	l2off = first_l2_table(fd, &l1off);
 	ck_assert_int_eq(pread(fd, be, 8, (off_t)l2off + 8), 8);
 	old = be64toh(*(uint64_t *)be);
 	ck_assert(old >> 63); /* qemu-img made it COPIED; take that away */
@@ -975,10 +984,7 @@ START_TEST(test_qcow2_corrupt_l2_pointer_is_an_io_error_not_a_crash)
 	ck_assert_int_eq(sh("qemu-img convert -O qcow2 '%s' '%s'", ref, img), 0);
 	/* Point the first L2 entry at an unaligned offset. */
 	fd = open(img, O_RDWR);
-	ck_assert_int_eq(pread(fd, be, 8, 40), 8);
-	l1off = be64toh(*(uint64_t *)be);
-	ck_assert_int_eq(pread(fd, be, 8, (off_t)l1off), 8);
-	l2off = be64toh(*(uint64_t *)be) & 0x00fffffffffffe00ull;
+	l2off = first_l2_table(fd, &l1off);
 	*(uint64_t *)be = htobe64((1ull << 63) | 0x10200);
 	ck_assert_int_eq(pwrite(fd, be, 8, (off_t)l2off), 8);
 	close(fd);
@@ -991,7 +997,7 @@ END_TEST
 START_TEST(test_qcow2_l2_entry_on_metadata_or_past_the_end_is_an_io_error)
 {
 	const char *img = path("meta.qcow2"), *ref = path("meta.raw");
-	uint8_t buf[4096], hdr[8], be[8];
+	uint8_t buf[4096], be[8];
 	uint64_t l1off, l2off;
 	struct disk *d;
 	int fd;
@@ -1004,10 +1010,7 @@ START_TEST(test_qcow2_l2_entry_on_metadata_or_past_the_end_is_an_io_error)
 	close(fd);
 	ck_assert_int_eq(sh("qemu-img convert -O qcow2 '%s' '%s'", ref, img), 0);
 	fd = open(img, O_RDWR);
-	ck_assert_int_eq(pread(fd, hdr, 8, 40), 8);
-	l1off = be64toh(*(uint64_t *)hdr);
-	ck_assert_int_eq(pread(fd, be, 8, (off_t)l1off), 8);
-	l2off = be64toh(*(uint64_t *)be) & 0x00fffffffffffe00ull;
+	l2off = first_l2_table(fd, &l1off);
 	/* Cluster 0 points at the L1 table, cluster 1 far past the end;
 	 * both marked COPIED, so a write would go in place. */
 	*(uint64_t *)be = htobe64((1ull << 63) | l1off);

@@ -520,13 +520,19 @@ static bool forges_qcow2(const struct disk *disk, enum disk_op op,
 	return memcmp(head, magic, 4) == 0;
 }
 
+/* Hand the prepared SQEs to the kernel. */
+static void uring_flush(struct disk *disk)
+{
+	io_uring_submit(&disk->ring);
+	disk->uring_queued = 0;
+}
+
 int disk_uring_rw(struct disk *disk, struct disk_request *req)
 {
 	struct io_uring_sqe *sqe = io_uring_get_sqe(&disk->ring);
 
 	if (!sqe) {
-		io_uring_submit(&disk->ring);
-		disk->uring_queued = 0;
+		uring_flush(disk);
 		sqe = io_uring_get_sqe(&disk->ring);
 		if (!sqe)
 			return -EOPNOTSUPP;
@@ -549,10 +555,8 @@ int disk_uring_rw(struct disk *disk, struct disk_request *req)
 	}
 	io_uring_sqe_set_data(sqe, req);
 	disk->uring_queued++;
-	if (!disk->plugged) {
-		io_uring_submit(&disk->ring);
-		disk->uring_queued = 0;
-	}
+	if (!disk->plugged)
+		uring_flush(disk);
 	return 0;
 }
 
@@ -677,10 +681,8 @@ void disk_plug(struct disk *disk)
 void disk_unplug(struct disk *disk)
 {
 	disk->plugged = false;
-	if (disk->uring_ok && disk->uring_queued) {
-		io_uring_submit(&disk->ring);
-		disk->uring_queued = 0;
-	}
+	if (disk->uring_ok && disk->uring_queued)
+		uring_flush(disk);
 }
 
 int disk_completion_fd(const struct disk *disk)
@@ -800,10 +802,8 @@ void disk_drain(struct disk *disk)
 	while (disk->inflight > 0) {
 		struct pollfd pfd = { .fd = disk->event_fd, .events = POLLIN };
 
-		if (disk->uring_ok && disk->uring_queued) {
-			io_uring_submit(&disk->ring);
-			disk->uring_queued = 0;
-		}
+		if (disk->uring_ok && disk->uring_queued)
+			uring_flush(disk);
 		if (poll(&pfd, 1, 1000) < 0 && errno != EINTR)
 			break;
 		disk_process_completions(disk);

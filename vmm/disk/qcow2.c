@@ -541,10 +541,20 @@ static bool data_cluster_ok(const struct qcow2 *q, uint64_t host)
 	return true;
 }
 
+/* Which L1 entry, and which entry of its L2 table, map guest |vaddr|. */
+static uint64_t l1_index(const struct qcow2 *q, uint64_t vaddr)
+{
+	return vaddr >> (q->cluster_bits * 2 - 3);
+}
+
+static uint64_t l2_index(const struct qcow2 *q, uint64_t vaddr)
+{
+	return (vaddr >> q->cluster_bits) & (q->l2_entries - 1);
+}
+
 static int l2_lookup(struct qcow2 *q, uint64_t vaddr, uint64_t *entry)
 {
-	uint64_t l1i = vaddr >> (q->cluster_bits * 2 - 3);
-	uint64_t l2i = (vaddr >> q->cluster_bits) & (q->l2_entries - 1);
+	uint64_t l1i = l1_index(q, vaddr), l2i = l2_index(q, vaddr);
 	uint64_t l2off;
 	uint8_t *tbl;
 	int err;
@@ -567,8 +577,7 @@ static int l2_lookup(struct qcow2 *q, uint64_t vaddr, uint64_t *entry)
 
 static int l2_store(struct qcow2 *q, uint64_t vaddr, uint64_t entry)
 {
-	uint64_t l1i = vaddr >> (q->cluster_bits * 2 - 3);
-	uint64_t l2i = (vaddr >> q->cluster_bits) & (q->l2_entries - 1);
+	uint64_t l1i = l1_index(q, vaddr), l2i = l2_index(q, vaddr);
 	uint64_t l2off;
 	uint8_t *tbl, be[8];
 	int err;
@@ -944,8 +953,7 @@ static int qcow2_range(struct qcow2 *q, struct disk_request *req, bool zeroes)
  * lock. */
 static uint64_t data_in_place(struct qcow2 *q, uint64_t vaddr, bool write)
 {
-	uint64_t l1i = vaddr >> (q->cluster_bits * 2 - 3);
-	uint64_t l2i = (vaddr >> q->cluster_bits) & (q->l2_entries - 1);
+	uint64_t l1i = l1_index(q, vaddr), l2i = l2_index(q, vaddr);
 	uint64_t l2off, e, host;
 	uint8_t *tbl;
 
