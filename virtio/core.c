@@ -296,7 +296,15 @@ static void *loop_thread(void *arg)
 	struct virtio_device *dev = l->dev;
 	struct epoll_event evs[VIRTIO_MAX_QUEUES + VIRTIO_MAX_WATCHED_FDS + 1];
 	uint64_t snapshot, val, woke;
+	char name[16];
 
+	/* For top -H and perf: the device, and the queue of a per-queue
+	 * thread (truncated to the kernel's 15 characters). */
+	if (dev->queue_loops && l != &dev->loop)
+		snprintf(name, sizeof(name), "%s.q%u", dev->name, l->first_q);
+	else
+		snprintf(name, sizeof(name), "%s", dev->name);
+	pthread_setname_np(pthread_self(), name);
 	pthread_mutex_lock(&l->lock);
 	while (!l->stopping) {
 		bool worked;

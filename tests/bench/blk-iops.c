@@ -422,9 +422,11 @@ static void bench_mode(const char *path, const char *qcow2, bool direct,
 			if (only_qd && q)
 				break;
 
-			/* The host limit with its own fd, as the VMM would
-			 * have it, but without the virtio path. */
-			fd = open(path, O_RDWR | (direct ? O_DIRECT : 0));
+			/* The host limit with its own fd, opened as kite's
+			 * disk layer opens images (O_NOATIME), but without
+			 * the virtio path. */
+			fd = open(path, O_RDWR | O_NOATIME |
+						(direct ? O_DIRECT : 0));
 			if (fd < 0 || posix_memalign(&hbufs, BS, BS * MAX_QD)) {
 				perror("blk-iops: host open");
 				exit(1);

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "tests/unit/unit.h"
@@ -305,6 +306,133 @@ START_TEST(test_raw_direct_unaligned_buffers_bounce)
 	disk_close(d);
 	free(w);
 	free(r);
+}
+END_TEST
+
+/* With cache=none a raw file shows the guest the block the file system
+ * can do O_DIRECT at (statx DIOALIGN), not a blanket 4 KiB: an image
+ * partitioned in 512-byte sectors must read the same with and without
+ * cache=none.  A write of one such block then goes straight to io_uring,
+ * no bounce buffer, and lands where it should. */
+START_TEST(test_raw_direct_addresses_what_the_file_system_allows)
+{
+	const char *p = path("g.raw");
+	struct disk_options direct = { .direct = true }, buffered = { 0 };
+	uint64_t uring0, uring1, pool0, pool1;
+	uint32_t want = 4096, lbs;
+	struct done dn = { 0, 0 };
+	struct statx stx;
+	uint8_t *w, r[8192];
+	struct iovec iov;
+	struct disk *d;
+	int err, fd;
+
+	make_raw(p, 1 << 20);
+	err = disk_open(p, &buffered, &d, why, sizeof(why));
+	ck_assert_msg(err == 0, "%s: %s", p, why);
+	ck_assert_uint_eq(disk_logical_block_size(d), 512);
+	disk_close(d);
+
+	/* What the kernel says O_DIRECT on this file can address. */
+	ck_assert_int_eq(statx(AT_FDCWD, p, 0, STATX_DIOALIGN, &stx), 0);
+	if ((stx.stx_mask & STATX_DIOALIGN) && stx.stx_dio_offset_align) {
+		want = stx.stx_dio_offset_align > stx.stx_dio_mem_align
+			       ? stx.stx_dio_offset_align
+			       : stx.stx_dio_mem_align;
+		if (want < 512)
+			want = 512;
+		if (want > 4096)
+			want = 4096;
+	}
+	err = disk_open(p, &direct, &d, why, sizeof(why));
+	ck_assert_msg(err == 0, "O_DIRECT open of %s: %s (a file system "
+		      "without O_DIRECT?)", p, why);
+	lbs = disk_logical_block_size(d);
+	ck_assert_uint_eq(lbs, want);
+	ck_assert_uint_le(lbs, disk_physical_block_size(d));
+
+	/* One logical block at an offset of one logical block, from a buffer
+	 * aligned to it: direct, through io_uring. */
+	ck_assert_int_eq(posix_memalign((void **)&w, lbs, lbs), 0);
+	fill(w, lbs, 11);
+	iov = (struct iovec){ w, lbs };
+	disk_request_counts(d, &uring0, &pool0);
+	ck_assert_int_eq(disk_submit_writev(d, lbs, &iov, 1, on_done, &dn), 0);
+	wait_done(d, &dn, 1);
+	ck_assert_int_eq(dn.result, 0);
+	disk_request_counts(d, &uring1, &pool1);
+	if (disk_uses_io_uring(d)) {
+		ck_assert_uint_eq(uring1 - uring0, 1);
+		ck_assert_uint_eq(pool1 - pool0, 0);
+	}
+	ck_assert_int_eq(disk_close(d), 0);
+
+	fd = open(p, O_RDONLY);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(pread(fd, r, 2 * lbs, 0), (ssize_t)(2 * lbs));
+	close(fd);
+	for (uint32_t i = 0; i < lbs; i++)
+		ck_assert_uint_eq(r[i], 0);
+	ck_assert_mem_eq(r + lbs, w, lbs);
+	free(w);
+}
+END_TEST
+
+/* Access time of |p| set two days back (modification three): a plain
+ * read on a relatime mount then updates it. */
+static void age_times(const char *p)
+{
+	struct timespec now, ts[2];
+
+	clock_gettime(CLOCK_REALTIME, &now);
+	ts[0] = (struct timespec){ now.tv_sec - 2 * 86400, 0 };
+	ts[1] = (struct timespec){ now.tv_sec - 3 * 86400, 0 };
+	ck_assert_int_eq(utimensat(AT_FDCWD, p, ts, 0), 0);
+}
+
+static time_t atime_of(const char *p)
+{
+	struct stat st;
+
+	ck_assert_int_eq(stat(p, &st), 0);
+	return st.st_atim.tv_sec;
+}
+
+/* The guest's reads are not the image's accesses: kite opens images
+ * with O_NOATIME (as their owner may), so reading does not update (or,
+ * per request, check) the access time. */
+START_TEST(test_raw_reads_leave_the_access_time_alone)
+{
+	const char *p = path("h.raw");
+	uint8_t buf[4096];
+	struct iovec iov = { buf, sizeof(buf) };
+	struct done dn = { 0, 0 };
+	struct disk *d;
+	time_t before;
+	int fd;
+
+	make_raw(p, 1 << 20);
+	/* The control: here a plain read does move it. */
+	age_times(p);
+	before = atime_of(p);
+	fd = open(p, O_RDONLY);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(pread(fd, buf, sizeof(buf), 0), (ssize_t)sizeof(buf));
+	close(fd);
+	ck_assert_msg(atime_of(p) != before,
+		      "a plain read of %s kept its two-day-old access time: "
+		      "the file system is mounted noatime, so this test "
+		      "cannot see O_NOATIME", p);
+
+	age_times(p);
+	before = atime_of(p);
+	d = open_disk(p, DISK_FORMAT_RAW, false, DISK_AIO_AUTO);
+	ck_assert_int_eq(disk_pread(d, 0, buf, sizeof(buf)), 0);
+	ck_assert_int_eq(disk_submit_readv(d, 8192, &iov, 1, on_done, &dn), 0);
+	wait_done(d, &dn, 1);
+	ck_assert_int_eq(dn.result, 0);
+	ck_assert_int_eq(disk_close(d), 0);
+	ck_assert_int_eq(atime_of(p), before);
 }
 END_TEST
 
@@ -1345,6 +1473,8 @@ static Suite *qcow2_suite(void)
 	tcase_add_test(raw, test_raw_ofd_lock_refuses_second_writer);
 	tcase_add_test(raw, test_raw_discard_and_write_zeroes);
 	tcase_add_test(raw, test_raw_direct_unaligned_buffers_bounce);
+	tcase_add_test(raw, test_raw_direct_addresses_what_the_file_system_allows);
+	tcase_add_test(raw, test_raw_reads_leave_the_access_time_alone);
 	tcase_add_test(raw, test_raw_probed_image_cannot_be_turned_into_qcow2);
 	tcase_add_test(q, test_qcow2_v3_writes_pass_qemu_img_check);
 	tcase_add_test(q, test_qcow2_v2_writes_pass_qemu_img_check);

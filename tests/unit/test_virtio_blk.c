@@ -1,5 +1,6 @@
 /* virtio block device (virtio 1.2 §5.2), driven by the test driver over
  * real disks (a raw file, a qcow2 image) in a temporary directory. */
+#include <dirent.h>
 #include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -1396,6 +1397,33 @@ static void mq_parallel_io(unsigned nq)
 		vtd_vq_destroy(&qs[q]);
 }
 
+/* Is one of this process's threads called |name| (its comm)? */
+static bool thread_named(const char *name)
+{
+	DIR *tasks = opendir("/proc/self/task");
+	struct dirent *t;
+	bool found = false;
+
+	ck_assert_ptr_nonnull(tasks);
+	while (!found && (t = readdir(tasks))) {
+		char p[300], comm[32] = "";
+		FILE *f;
+
+		if (t->d_name[0] == '.')
+			continue;
+		snprintf(p, sizeof(p), "/proc/self/task/%s/comm", t->d_name);
+		f = fopen(p, "r");
+		if (!f)
+			continue; /* the thread has just ended */
+		if (fgets(comm, sizeof(comm), f))
+			comm[strcspn(comm, "\n")] = '\0';
+		fclose(f);
+		found = strcmp(comm, name) == 0;
+	}
+	closedir(tasks);
+	return found;
+}
+
 START_TEST(test_5_2_2_mq_queues_run_in_parallel_raw)
 {
 	stop_blk();
@@ -1404,6 +1432,14 @@ START_TEST(test_5_2_2_mq_queues_run_in_parallel_raw)
 	/* Per-queue disk handles: queue 0 drives the disk itself. */
 	ck_assert_ptr_eq(blk.queues[0].disk, disk);
 	ck_assert_ptr_ne(blk.queues[1].disk, disk);
+	/* Each queue's thread is named after its device and queue (what
+	 * top -H and perf show). */
+	for (unsigned q = 0; q < 4; q++) {
+		char name[16];
+
+		snprintf(name, sizeof(name), "blk0.q%u", q);
+		ck_assert_msg(thread_named(name), "no thread named %s", name);
+	}
 }
 END_TEST
 
