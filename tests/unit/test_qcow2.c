@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -18,12 +19,12 @@
 #include "tests/unit/unit.h"
 #include "vmm/disk/disk.h"
 
-static char dir[64];
+static char dir[80];
 static char why[256];
 
 static void setup(void)
 {
-	strcpy(dir, "/var/tmp/kite-qcow2-XXXXXX");
+	snprintf(dir, sizeof(dir), "%s/t-XXXXXX", unit_scratch);
 	ck_assert_ptr_nonnull(mkdtemp(dir));
 }
 
@@ -309,50 +310,29 @@ START_TEST(test_raw_direct_unaligned_buffers_bounce)
 }
 END_TEST
 
-/* With cache=none a raw file shows the guest the block the file system
- * can do O_DIRECT at (statx DIOALIGN), not a blanket 4 KiB: an image
- * partitioned in 512-byte sectors must read the same with and without
- * cache=none.  A write of one such block then goes straight to io_uring,
- * no bounce buffer, and lands where it should. */
-START_TEST(test_raw_direct_addresses_what_the_file_system_allows)
+/* Open |p| (a zeroed raw file) with O_DIRECT, check that its logical
+ * block is |want|, and write one such block at an offset of one block
+ * from a buffer aligned to it: that goes straight to io_uring, no bounce
+ * buffer, and lands where it should. */
+static void check_direct_block(const char *p, uint32_t want)
 {
-	const char *p = path("g.raw");
-	struct disk_options direct = { .direct = true }, buffered = { 0 };
+	struct disk_options direct = { .direct = true };
 	uint64_t uring0, uring1, pool0, pool1;
-	uint32_t want = 4096, lbs;
 	struct done dn = { 0, 0 };
-	struct statx stx;
 	uint8_t *w, r[8192];
 	struct iovec iov;
 	struct disk *d;
+	uint32_t lbs;
 	int err, fd;
 
-	make_raw(p, 1 << 20);
-	err = disk_open(p, &buffered, &d, why, sizeof(why));
-	ck_assert_msg(err == 0, "%s: %s", p, why);
-	ck_assert_uint_eq(disk_logical_block_size(d), 512);
-	disk_close(d);
-
-	/* What the kernel says O_DIRECT on this file can address. */
-	ck_assert_int_eq(statx(AT_FDCWD, p, 0, STATX_DIOALIGN, &stx), 0);
-	if ((stx.stx_mask & STATX_DIOALIGN) && stx.stx_dio_offset_align) {
-		want = stx.stx_dio_offset_align > stx.stx_dio_mem_align
-			       ? stx.stx_dio_offset_align
-			       : stx.stx_dio_mem_align;
-		if (want < 512)
-			want = 512;
-		if (want > 4096)
-			want = 4096;
-	}
 	err = disk_open(p, &direct, &d, why, sizeof(why));
 	ck_assert_msg(err == 0, "O_DIRECT open of %s: %s (a file system "
 		      "without O_DIRECT?)", p, why);
 	lbs = disk_logical_block_size(d);
-	ck_assert_uint_eq(lbs, want);
+	ck_assert_msg(lbs == want, "%s: logical block %u, want %u", p, lbs,
+		      want);
 	ck_assert_uint_le(lbs, disk_physical_block_size(d));
 
-	/* One logical block at an offset of one logical block, from a buffer
-	 * aligned to it: direct, through io_uring. */
 	ck_assert_int_eq(posix_memalign((void **)&w, lbs, lbs), 0);
 	fill(w, lbs, 11);
 	iov = (struct iovec){ w, lbs };
@@ -375,6 +355,54 @@ START_TEST(test_raw_direct_addresses_what_the_file_system_allows)
 		ck_assert_uint_eq(r[i], 0);
 	ck_assert_mem_eq(r + lbs, w, lbs);
 	free(w);
+}
+
+/* With cache=none a raw file shows the guest the block the file system
+ * can do O_DIRECT at, not a blanket 4 KiB: an image partitioned in
+ * 512-byte sectors must read the same with and without cache=none.  The
+ * block is what statx DIOALIGN says (ext4 here) or, where it says
+ * nothing (tmpfs), what a direct read shows to work. */
+START_TEST(test_raw_direct_addresses_what_the_file_system_allows)
+{
+	const char *p = path("g.raw");
+	struct disk_options buffered = { 0 };
+	char shm[64];
+	uint32_t want = 4096;
+	struct statx stx;
+	struct disk *d;
+	int err, mfd;
+
+	make_raw(p, 1 << 20);
+	err = disk_open(p, &buffered, &d, why, sizeof(why));
+	ck_assert_msg(err == 0, "%s: %s", p, why);
+	ck_assert_uint_eq(disk_logical_block_size(d), 512);
+	disk_close(d);
+
+	/* What the kernel says O_DIRECT on this file can address. */
+	ck_assert_int_eq(statx(AT_FDCWD, p, 0, STATX_DIOALIGN, &stx), 0);
+	ck_assert_msg(stx.stx_mask & STATX_DIOALIGN,
+		      "%s: statx gives no DIOALIGN (kernel before 6.1?)", p);
+	if (stx.stx_dio_offset_align) {
+		want = stx.stx_dio_offset_align > stx.stx_dio_mem_align
+			       ? stx.stx_dio_offset_align
+			       : stx.stx_dio_mem_align;
+		if (want < 512)
+			want = 512;
+		if (want > 4096)
+			want = 4096;
+	}
+	check_direct_block(p, want);
+
+	/* tmpfs (a memfd is a tmpfs file, gone with the process even when
+	 * an assertion ends it): no DIOALIGN, and any alignment works. */
+	mfd = memfd_create("kite-direct", MFD_CLOEXEC);
+	ck_assert_int_ge(mfd, 0);
+	ck_assert_int_eq(ftruncate(mfd, 1 << 20), 0);
+	snprintf(shm, sizeof(shm), "/proc/self/fd/%d", mfd);
+	ck_assert_int_eq(statx(AT_FDCWD, shm, 0, STATX_DIOALIGN, &stx), 0);
+	ck_assert(!(stx.stx_mask & STATX_DIOALIGN));
+	check_direct_block(shm, 512);
+	close(mfd);
 }
 END_TEST
 
@@ -1515,4 +1543,4 @@ static Suite *qcow2_suite(void)
 	return s;
 }
 
-UNIT_MAIN(qcow2_suite)
+UNIT_MAIN_SCRATCH(qcow2_suite, "kite-qcow2")

@@ -27,7 +27,7 @@ static struct vtd drv;
 static struct virtio_blk blk;
 static struct vtd_vq vq, vq1;
 static struct disk *disk;
-static char dir[64], img[128];
+static char dir[80], img[128];
 static bool blk_up;
 
 #define DEV (&blk.vdev)
@@ -76,7 +76,7 @@ static void stop_blk(void)
 
 static void setup(void)
 {
-	strcpy(dir, "/var/tmp/kite-blk-XXXXXX");
+	snprintf(dir, sizeof(dir), "%s/t-XXXXXX", unit_scratch);
 	ck_assert_ptr_nonnull(mkdtemp(dir));
 	snprintf(img, sizeof(img), "%s/disk.raw", dir);
 	make_raw(img, DISK_BYTES);
@@ -1953,4 +1953,4 @@ static Suite *virtio_blk_suite(void)
 	return s;
 }
 
-UNIT_MAIN(virtio_blk_suite)
+UNIT_MAIN_SCRATCH(virtio_blk_suite, "kite-blk")

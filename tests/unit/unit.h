@@ -3,6 +3,7 @@
 #define KITE_TESTS_UNIT_H
 
 #include <check.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 /* Each tests/unit/test_NAME.c ends with UNIT_MAIN(NAME_suite). */
@@ -14,6 +15,36 @@
 		srunner_run_all(runner, CK_NORMAL);                      \
 		failed = srunner_ntests_failed(runner);                  \
 		srunner_free(runner);                                    \
+		return failed ? EXIT_FAILURE : EXIT_SUCCESS;             \
+	}
+
+/* For binaries whose tests make files: UNIT_MAIN_SCRATCH(suite, "name")
+ * makes one directory, /var/tmp/name-XXXXXX, for the whole run
+ * (unit_scratch; tests make theirs inside it) and removes it with
+ * everything in it when the run ends.  Check runs no teardown after a
+ * failed assertion (the test's process is gone), so this is what cleans
+ * up after a failure. */
+static char unit_scratch[64] __attribute__((unused));
+
+#define UNIT_MAIN_SCRATCH(suite_fn, name)                                \
+	int main(void)                                                   \
+	{                                                                \
+		SRunner *runner;                                         \
+		char cmd_[128];                                          \
+		int failed;                                              \
+		snprintf(unit_scratch, sizeof(unit_scratch),             \
+			 "/var/tmp/%s-XXXXXX", name);                     \
+		if (!mkdtemp(unit_scratch)) {                            \
+			perror(unit_scratch);                            \
+			return EXIT_FAILURE;                             \
+		}                                                        \
+		runner = srunner_create(suite_fn());                     \
+		srunner_run_all(runner, CK_NORMAL);                      \
+		failed = srunner_ntests_failed(runner);                  \
+		srunner_free(runner);                                    \
+		snprintf(cmd_, sizeof(cmd_), "rm -rf '%s'", unit_scratch); \
+		if (system(cmd_) != 0)                                   \
+			fprintf(stderr, "cannot remove %s\n", unit_scratch); \
 		return failed ? EXIT_FAILURE : EXIT_SUCCESS;             \
 	}
 

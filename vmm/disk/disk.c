@@ -106,21 +106,38 @@ void iov_from_buf(const struct iovec *iov, int iovcnt, uint64_t skip,
 
 /* ---- opening ------------------------------------------------------------- */
 
+/* Does an O_DIRECT read of 512 bytes at offset 0 into a buffer aligned to
+ * 512 (and to nothing larger) work on |fd|? */
+static bool direct_io_takes_512(int fd)
+{
+	uint8_t *mem;
+	bool ok;
+
+	if (posix_memalign((void **)&mem, 4096, 8192))
+		return false;
+	ok = pread(fd, mem + 512, 512, 0) >= 0;
+	free(mem);
+	return ok;
+}
+
 /* The smallest block O_DIRECT on the file |fd| can address, file offsets
- * and memory alike (statx's DIOALIGN, Linux 6.1): on most file systems
- * over 512-byte-sector disks that is 512, so guests see the same block
- * size with cache=none as without it, and an image partitioned in
- * 512-byte sectors reads the same either way.  4096 where the kernel
- * does not say (safe on every common file system), or says something
- * outside 512..4096. */
+ * and memory alike: what statx's DIOALIGN says (Linux 6.1: ext4, xfs,
+ * btrfs...), or where it says nothing (tmpfs, network file systems) 512
+ * if a 512-byte direct read works.  On most file systems over
+ * 512-byte-sector disks that is 512, so guests see the same block size
+ * with cache=none as without it, and an image partitioned in 512-byte
+ * sectors reads the same either way.  Otherwise 4096, safe on every
+ * common file system. */
 static uint32_t direct_io_block(int fd)
 {
 	struct statx stx;
 	uint32_t b;
 
 	if (statx(fd, "", AT_EMPTY_PATH, STATX_DIOALIGN, &stx) < 0 ||
-	    !(stx.stx_mask & STATX_DIOALIGN) || !stx.stx_dio_offset_align)
-		return 4096;
+	    !(stx.stx_mask & STATX_DIOALIGN))
+		return direct_io_takes_512(fd) ? 512 : 4096;
+	if (!stx.stx_dio_offset_align)
+		return 4096; /* "no O_DIRECT here"; the open said otherwise */
 	b = stx.stx_dio_offset_align;
 	if (stx.stx_dio_mem_align > b)
 		b = stx.stx_dio_mem_align;
