@@ -464,6 +464,47 @@ START_TEST(test_raw_reads_leave_the_access_time_alone)
 }
 END_TEST
 
+/* O_NOATIME is only for the file's owner (or CAP_FOWNER): anyone else,
+ * e.g. a user's kite on a shared read-only image that root owns, gets
+ * the plain open, not EPERM. */
+START_TEST(test_raw_image_of_another_user_opens_without_noatime)
+{
+	const char *p = path("i.raw");
+	pid_t pid;
+	int status;
+
+	make_raw(p, 65536);
+	ck_assert_int_eq(chmod(p, 0644), 0);
+	ck_assert_int_eq(chmod(dir, 0755), 0);
+	ck_assert_int_eq(chmod(unit_scratch, 0755), 0);
+	ck_assert_msg(geteuid() == 0, "needs root, to become another user");
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		struct disk_options ro = { .read_only = true };
+		struct disk *d;
+		uint8_t buf[512];
+
+		if (setgid(65534) || setuid(65534))
+			_exit(2);
+		/* The control: O_NOATIME itself is refused here. */
+		if (open(p, O_RDONLY | O_NOATIME) >= 0 || errno != EPERM)
+			_exit(3);
+		if (disk_open(p, &ro, &d, why, sizeof(why))) {
+			fprintf(stderr, "disk_open as nobody: %s\n", why);
+			_exit(4);
+		}
+		if (disk_pread(d, 0, buf, sizeof(buf)))
+			_exit(5);
+		disk_close(d);
+		_exit(0);
+	}
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+		      "the child as nobody: status %d", status);
+}
+END_TEST
+
 /* ==== qcow2 ==== */
 
 static void qcow2_random_writes(const char *opts, uint64_t size,
@@ -1503,6 +1544,7 @@ static Suite *qcow2_suite(void)
 	tcase_add_test(raw, test_raw_direct_unaligned_buffers_bounce);
 	tcase_add_test(raw, test_raw_direct_addresses_what_the_file_system_allows);
 	tcase_add_test(raw, test_raw_reads_leave_the_access_time_alone);
+	tcase_add_test(raw, test_raw_image_of_another_user_opens_without_noatime);
 	tcase_add_test(raw, test_raw_probed_image_cannot_be_turned_into_qcow2);
 	tcase_add_test(q, test_qcow2_v3_writes_pass_qemu_img_check);
 	tcase_add_test(q, test_qcow2_v2_writes_pass_qemu_img_check);
