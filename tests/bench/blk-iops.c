@@ -29,7 +29,7 @@
  *       to do)
  *   -Q  the device's image is a qcow2 copy of the file (qemu-img convert,
  *       64 KiB clusters, all allocated); the limit stays the raw file:
- *       what qcow2 costs (O_DIRECT is raw-only in kite, so buffered) */
+ *       what qcow2 costs */
 #include <errno.h>
 #include <fcntl.h>
 #include <liburing.h>
@@ -478,6 +478,13 @@ static int make_qcow2_copy(const char *path, char *qpath)
 		unlink(qpath);
 		return -1;
 	}
+	/* Written back, as the raw file is: O_DIRECT reads of dirty pages
+	 * wait for their writeback first. */
+	fd = open(qpath, O_RDONLY);
+	if (fd >= 0) {
+		fsync(fd);
+		close(fd);
+	}
 	return 0;
 }
 
@@ -515,7 +522,7 @@ int main(int argc, char **argv)
 		case 'p': use_pool = true; break;
 		case 'P': poll_us = (unsigned)strtoul(optarg, NULL, 0); break;
 		case 'H': halt_max_us = optarg; break;
-		case 'Q': qcow2 = true; modes = 1; break;
+		case 'Q': qcow2 = true; break;
 		default:
 			fprintf(stderr, "usage: %s [-f FILE] [-s MIB] [-t SECONDS] "
 					"[-r ROUNDS] [-d|-b] [-R|-W] [-q QD] [-p] "
@@ -564,7 +571,8 @@ int main(int argc, char **argv)
 		bench_mode(path, qcow2 ? qtmpl : NULL, false, size, secs,
 			   rounds);
 	if (modes & 2)
-		bench_mode(path, NULL, true, size, secs, rounds);
+		bench_mode(path, qcow2 ? qtmpl : NULL, true, size, secs,
+			   rounds);
 	vtd_destroy(&drv);
 	if (qcow2)
 		unlink(qtmpl);

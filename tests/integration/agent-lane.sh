@@ -10,8 +10,9 @@
 # BZIMAGE defaults to what `make guest-kernel` builds (built here if
 # missing).  Per transport it prepares raw, qcow2 and read-only disk
 # images with host-written patterns (the qcow2 disk's thread busy-polls:
-# poll=50; on mmio the raw disk is opened cache=none, O_DIRECT, so the
-# guest's I/O goes straight to the file) and two virtio-console ports whose
+# poll=50; on mmio the raw and qcow2 disks are opened cache=none,
+# O_DIRECT, so the guest's I/O goes straight to the files) and two
+# virtio-console ports whose
 # host peers (tests/guest-kernel/host.py) exchange patterns with the
 # guest; passes every expectation on the kernel command line
 # (kite_agent.*, see tests/guest-kernel/README.md); parses the agent's TAP
@@ -213,14 +214,14 @@ watch_for_agent() { # LOG PID START -> prints seconds or "-"
 for t in $TRANSPORTS; do
 	# Kite's --transport, and what the drivers must have bound to.
 	extra=
-	rawcache=
+	cache=
 	case $t in
 	pci) kt=pci; via=virtio-pci; modern=1; pci=$(pci_expect 1) ;;
 	# pci=nomsi: the legacy drivers then run on INTx, so this boot also
 	# proves the level-triggered INTx path (irqfd + resample, ISR read).
 	pci-legacy) kt=pci-legacy; via=virtio-pci; modern=0; pci=$(pci_expect 0)
 		extra=" pci=nomsi" ;;
-	mmio) kt=mmio; via=virtio-mmio; modern=1; pci=none; rawcache=",cache=none" ;;
+	mmio) kt=mmio; via=virtio-mmio; modern=1; pci=none; cache=",cache=none" ;;
 	mmio-legacy) kt=mmio-legacy; via=virtio-mmio; modern=0; pci=none ;;
 	# Transitional devices, driven by Linux's modern or legacy interface.
 	pci-transitional) kt=pci-transitional; via=virtio-pci; modern=1; pci=$(pci_expect 0) ;;
@@ -258,8 +259,8 @@ for t in $TRANSPORTS; do
 	timeout "$TIMEOUT" "$KITE" run -k "$kernel" -m 256M -c "$CPUS" --transport "$kt" \
 		--device rng \
 		--device "console,port=kite.port1:$d/port1.sock,port=kite.port2:$d/port2.sock" \
-		-d "$d/raw.img,format=raw,serial=kite-raw$rawcache" \
-		-d "$d/qcow2.img,format=qcow2,serial=kite-qcow2,poll=50" \
+		-d "$d/raw.img,format=raw,serial=kite-raw$cache" \
+		-d "$d/qcow2.img,format=qcow2,serial=kite-qcow2,poll=50$cache" \
 		-d "$d/ro.img,ro,format=raw,serial=kite-ro" \
 		-p "$params" < /dev/null > "$d/serial.log" 2>&1 &
 	vm=$!

@@ -47,12 +47,13 @@ static void make_raw(const char *p, uint64_t size)
 }
 
 static unsigned start_poll_us; /* the next start_blk's poll window */
+static bool start_direct;      /* the next start_blk's cache=none */
 
 /* Open |path| and build the device on it. */
 static void start_blk(const char *path, bool ro, unsigned nq,
 		      const char *serial)
 {
-	struct disk_options o = { .read_only = ro };
+	struct disk_options o = { .read_only = ro, .direct = start_direct };
 	struct virtio_blk_options bo = { .serial = serial, .num_queues = nq,
 					 .poll_us = start_poll_us };
 	char why[200];
@@ -1143,6 +1144,25 @@ START_TEST(test_malformed_random_requests_on_qcow2_touch_only_what_they_may)
 }
 END_TEST
 
+/* The same with cache=none (O_DIRECT): the random segments are mostly
+ * not block aligned, so this drives the bounce buffers, on raw and on
+ * qcow2 (whose metadata updates bounce too). */
+START_TEST(test_malformed_random_requests_cache_none_touch_only_what_they_may)
+{
+	start_direct = true;
+	stop_blk();
+	start_blk(img, false, 1, NULL);
+	random_requests(false, false);
+}
+END_TEST
+
+START_TEST(test_malformed_random_requests_on_qcow2_cache_none_touch_only_what_they_may)
+{
+	start_direct = true;
+	random_requests(true, false);
+}
+END_TEST
+
 START_TEST(test_5_2_2_mq_second_queue_serves_requests)
 {
 	uint64_t w = buffer(512, 0x42);
@@ -1258,7 +1278,7 @@ END_TEST
 
 /* Kite killed (SIGKILL) right after the guest's flush completed: the
  * qcow2 image must pass qemu-img check and hold everything written. */
-START_TEST(test_5_2_qcow2_sigkill_after_guest_flush_leaves_consistent_image)
+static void sigkill_after_guest_flush(void)
 {
 	char q[160], ref[160], cmd[600];
 	int pfd[2], st;
@@ -1323,6 +1343,19 @@ START_TEST(test_5_2_qcow2_sigkill_after_guest_flush_leaves_consistent_image)
 	ck_assert_int_eq(system(cmd), 0);
 	snprintf(cmd, sizeof(cmd), "qemu-img compare -q '%s' '%s'", q, ref);
 	ck_assert_int_eq(system(cmd), 0);
+}
+
+START_TEST(test_5_2_qcow2_sigkill_after_guest_flush_leaves_consistent_image)
+{
+	sigkill_after_guest_flush();
+}
+END_TEST
+
+/* The same with cache=none: data and metadata on the O_DIRECT fd. */
+START_TEST(test_5_2_qcow2_cache_none_sigkill_after_guest_flush_leaves_consistent_image)
+{
+	start_direct = true;
+	sigkill_after_guest_flush();
 }
 END_TEST
 
@@ -1443,7 +1476,7 @@ START_TEST(test_5_2_2_mq_queues_run_in_parallel_raw)
 }
 END_TEST
 
-START_TEST(test_5_2_2_mq_qcow2_concurrent_allocation_passes_qemu_img_check)
+static void mq_qcow2_concurrent_allocation(void)
 {
 	char q[160], cmd[400];
 
@@ -1457,6 +1490,20 @@ START_TEST(test_5_2_2_mq_qcow2_concurrent_allocation_passes_qemu_img_check)
 	stop_blk();
 	snprintf(cmd, sizeof(cmd), "qemu-img check -q '%s'", q);
 	ck_assert_int_eq(system(cmd), 0);
+}
+
+START_TEST(test_5_2_2_mq_qcow2_concurrent_allocation_passes_qemu_img_check)
+{
+	mq_qcow2_concurrent_allocation();
+}
+END_TEST
+
+/* The same with cache=none: allocations (metadata read-modify-writes of
+ * their blocks under the lock) racing io_uring data on every queue. */
+START_TEST(test_5_2_2_mq_qcow2_cache_none_concurrent_allocation_passes_qemu_img_check)
+{
+	start_direct = true;
+	mq_qcow2_concurrent_allocation();
 }
 END_TEST
 
@@ -1931,12 +1978,16 @@ static Suite *virtio_blk_suite(void)
 	tcase_add_test(tc, test_malformed_too_many_segments_is_ioerr);
 	tcase_add_test(tc, test_malformed_random_requests_touch_only_what_they_may);
 	tcase_add_test(tc, test_malformed_random_requests_on_qcow2_touch_only_what_they_may);
+	tcase_add_test(tc, test_malformed_random_requests_cache_none_touch_only_what_they_may);
+	tcase_add_test(tc, test_malformed_random_requests_on_qcow2_cache_none_touch_only_what_they_may);
 	tcase_add_test(tc, test_5_2_2_mq_second_queue_serves_requests);
 	tcase_add_test(tc, test_2_4_reset_with_requests_in_flight);
 	tcase_add_test(tc, test_5_2_qcow2_image_through_the_device_passes_qemu_img_check);
 	tcase_add_test(tc, test_5_2_qcow2_sigkill_after_guest_flush_leaves_consistent_image);
+	tcase_add_test(tc, test_5_2_qcow2_cache_none_sigkill_after_guest_flush_leaves_consistent_image);
 	tcase_add_test(tc, test_5_2_2_mq_queues_run_in_parallel_raw);
 	tcase_add_test(tc, test_5_2_2_mq_qcow2_concurrent_allocation_passes_qemu_img_check);
+	tcase_add_test(tc, test_5_2_2_mq_qcow2_cache_none_concurrent_allocation_passes_qemu_img_check);
 	tcase_add_test(tc, test_2_4_mq_reset_with_requests_in_flight_on_every_queue);
 	tcase_add_test(tc, test_core_queue_threads_run_queues_in_parallel);
 	tcase_add_test(tc, test_core_queue_threads_reset_waits_for_every_queue);

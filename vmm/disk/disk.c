@@ -283,13 +283,6 @@ int disk_open_depth(const char *path, const struct disk_options *opts,
 			err = -EINVAL;
 			goto fail;
 		}
-		if (opts->direct) {
-			disk_set_why(why, why_len,
-				"O_DIRECT (cache=none) is supported for raw "
-				"images only");
-			err = -EINVAL;
-			goto fail;
-		}
 		err = qcow2_open(disk, opts, depth, why, why_len);
 		if (err)
 			goto fail;
@@ -795,12 +788,11 @@ static int uring_result(struct disk *disk, struct disk_request *req, int res)
 		      req->len - (uint64_t)res, rest, req->iovcnt);
 	if (n < 0)
 		err = n;
-	else if (req->op == DISK_OP_READ)
-		err = disk_fd_preadv_full(disk->fd, req->file_offset + res,
-					  rest, n);
 	else
-		err = disk_fd_pwritev_full(disk->fd, req->file_offset + res,
-					   rest, n);
+		err = disk_fd_rw(disk->fd,
+				 disk->direct ? disk->logical_block : 0,
+				 req->file_offset + res, rest, n,
+				 req->op == DISK_OP_WRITE);
 	if (rest != small)
 		free(rest);
 	return err;

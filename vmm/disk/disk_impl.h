@@ -94,12 +94,18 @@ int disk_file_open(struct disk *disk, const char *path,
 
 /* raw.c */
 extern const struct disk_backend_ops disk_raw_ops;
-/* Plain file I/O helpers shared by backends: loop over short transfers;
- * reads past EOF give zeros. */
-int disk_fd_preadv_full(int fd, uint64_t offset, const struct iovec *iov,
-			int iovcnt);
-int disk_fd_pwritev_full(int fd, uint64_t offset, const struct iovec *iov,
-			 int iovcnt);
+/* File I/O shared by backends: all of [offset, offset + the iovec's
+ * total) from or to |fd|, looping over short transfers; reads past EOF
+ * give zeros.  |dio_block|: the fd is O_DIRECT and addresses blocks of
+ * that size (0: buffered); I/O not aligned to it (offset, length, buffer
+ * addresses and lengths) goes through an aligned bounce buffer, and a
+ * write covering a block in part reads it first, so the caller must keep
+ * such a write from racing other writes to the same blocks. */
+int disk_fd_rw(int fd, uint32_t dio_block, uint64_t offset,
+	       const struct iovec *iov, int iovcnt, bool write);
+/* Can |fd| with that |dio_block| take this I/O as it is (0: always)? */
+bool disk_dio_aligned(uint32_t dio_block, uint64_t offset,
+		      const struct iovec *iov, int iovcnt);
 int disk_fd_punch_hole(struct disk *disk, uint64_t offset, uint64_t len);
 
 /* qcow2.c: parse and validate the header of an already opened file. */

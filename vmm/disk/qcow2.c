@@ -29,7 +29,16 @@
  * in-place writes whose clusters the cached L2 tables already locate:
  * those go to io_uring from the owner thread (qcow2_submit).  The
  * metadata lock covers lookups, allocation and table updates; reads and
- * in-place writes of allocated clusters do their data I/O without it. */
+ * in-place writes of allocated clusters do their data I/O without it.
+ *
+ * cache=none: data and metadata alike go through the one O_DIRECT fd
+ * (a second, buffered fd could leave stale pages in the page cache
+ * beside direct writes).  What is not aligned to its block (metadata
+ * entries, compressed data, unaligned guest buffers) goes through a
+ * bounce buffer (disk_fd_rw), a partial block by read-modify-write.
+ * That is safe because clusters are at least a block (checked at open),
+ * so no block holds both metadata and data, and metadata writes happen
+ * under the lock. */
 #include "vmm/disk/disk_impl.h"
 
 #include <endian.h>
@@ -83,6 +92,7 @@ struct table_cache {
 struct qcow2 {
 	pthread_mutex_t lock;
 	int fd;
+	uint32_t dio_block;         /* fd is O_DIRECT in blocks of this; 0: not */
 	unsigned version, cluster_bits;
 	uint64_t cluster_size, l2_entries;
 	uint64_t l1_offset, *l1;
@@ -128,7 +138,7 @@ static int meta_read(struct qcow2 *q, uint64_t off, void *buf, uint64_t len)
 {
 	struct iovec iov = { buf, len };
 
-	return disk_fd_preadv_full(q->fd, off, &iov, 1);
+	return disk_fd_rw(q->fd, q->dio_block, off, &iov, 1, false);
 }
 
 static int meta_write(struct qcow2 *q, uint64_t off, const void *buf,
@@ -136,7 +146,7 @@ static int meta_write(struct qcow2 *q, uint64_t off, const void *buf,
 {
 	struct iovec iov = { (void *)buf, len };
 
-	return disk_fd_pwritev_full(q->fd, off, &iov, 1);
+	return disk_fd_rw(q->fd, q->dio_block, off, &iov, 1, true);
 }
 
 bool qcow2_probe(int fd)
@@ -693,9 +703,9 @@ static int read_entry(struct qcow2 *q, uint64_t e, uint64_t cvaddr,
 		}
 		n = iov_slice(iov, iovcnt, skip, len, sl, iovcnt);
 		err = n < 0 ? n
-			    : disk_fd_preadv_full(q->fd,
-						  (e & L2E_OFFSET_MASK) + co,
-						  sl, n);
+			    : disk_fd_rw(q->fd, q->dio_block,
+					 (e & L2E_OFFSET_MASK) + co, sl, n,
+					 false);
 		if (sl != small)
 			free(sl);
 		return err;
@@ -798,7 +808,9 @@ static int write_chunk(struct qcow2 *q, uint64_t v, uint64_t len,
 					return -ENOMEM;
 			}
 			n = iov_slice(iov, iovcnt, skip, len, sl, iovcnt);
-			err = n < 0 ? n : disk_fd_pwritev_full(q->fd, host, sl, n);
+			err = n < 0 ? n
+				    : disk_fd_rw(q->fd, q->dio_block, host, sl,
+						 n, true);
 			if (sl != small)
 				free(sl);
 			return err;
@@ -808,7 +820,7 @@ static int write_chunk(struct qcow2 *q, uint64_t v, uint64_t len,
 			return -ENOMEM;
 		biov.iov_base = buf;
 		biov.iov_len = len;
-		err = disk_fd_pwritev_full(q->fd, host, &biov, 1);
+		err = disk_fd_rw(q->fd, q->dio_block, host, &biov, 1, true);
 		free(buf);
 		return err;
 	}
@@ -832,7 +844,7 @@ static int write_chunk(struct qcow2 *q, uint64_t v, uint64_t len,
 	err = alloc_cluster(q, &host);
 	if (err)
 		goto out;
-	err = disk_fd_pwritev_full(q->fd, host, &biov, 1);
+	err = disk_fd_rw(q->fd, q->dio_block, host, &biov, 1, true);
 	if (err) {
 		free_cluster(q, host >> q->cluster_bits);
 		goto out;
@@ -991,6 +1003,8 @@ static int qcow2_submit(struct disk *disk, struct disk_request *req)
 	uint64_t start = UINT64_MAX, pos = 0;
 
 	if ((req->op != DISK_OP_READ && !write) || req->len == 0 ||
+	    !disk_dio_aligned(q->dio_block, req->offset, req->iov,
+			      req->iovcnt) ||
 	    pthread_mutex_trylock(&q->lock))
 		return -EOPNOTSUPP;
 	while (pos < req->len) {
@@ -1084,7 +1098,9 @@ static int open_backing(struct qcow2 *q, struct disk *disk, const char *name,
 			enum disk_format fmt, unsigned depth, char *why,
 			size_t why_len)
 {
+	/* The chain shares the image's cache mode. */
 	struct disk_options bo = { .format = fmt, .read_only = true,
+				   .direct = q->dio_block != 0,
 				   .aio = DISK_AIO_THREADS };
 	char inner[200], *path, *dir, *copy;
 	int err;
@@ -1128,6 +1144,7 @@ int qcow2_open(struct disk *disk, const struct disk_options *opts,
 		return -ENOMEM;
 	pthread_mutex_init(&q->lock, NULL);
 	q->fd = disk->fd;
+	q->dio_block = opts->direct ? disk->logical_block : 0;
 	q->writable = !opts->read_only;
 
 	/* The header and its extensions live in the first cluster; read
@@ -1175,6 +1192,17 @@ int qcow2_open(struct disk *disk, const struct disk_options *opts,
 	}
 	q->cluster_size = 1ull << q->cluster_bits;
 	q->l2_entries = q->cluster_size / 8;
+	/* With O_DIRECT a block must never hold parts of two clusters: a
+	 * metadata update (read-modify-write of its block) would race the
+	 * data of the other. */
+	if (q->dio_block > q->cluster_size) {
+		disk_set_why(why, why_len,
+			"cache=none: clusters of %llu bytes are smaller than "
+			"the %u-byte block O_DIRECT needs on this file",
+			(unsigned long long)q->cluster_size, q->dio_block);
+		err = -ENOTSUP;
+		goto fail;
+	}
 	if (crypt != 0) {
 		disk_set_why(why, why_len,
 			"qcow2 header: encrypted images are not supported");

@@ -45,8 +45,13 @@ static void iov_advance(struct iovec **v, int *cnt, size_t n)
 	}
 }
 
-static int rw_full(int fd, uint64_t offset, const struct iovec *iov,
-		   int iovcnt, bool write)
+/* |dio_block|: the fd is O_DIRECT with that block (0: buffered).  A
+ * direct read that comes back short and off a block boundary stopped at
+ * the end of the file; reading on from there is unaligned, which ext4
+ * answers with 0 (the end) but a file system may refuse (EINVAL), so
+ * the rest reads as zeros at once. */
+static int rw_full(int fd, uint32_t dio_block, uint64_t offset,
+		   const struct iovec *iov, int iovcnt, bool write)
 {
 	struct iovec small[16], *copy, *v;
 	int cnt = iovcnt, err = 0;
@@ -81,23 +86,17 @@ static int rw_full(int fd, uint64_t offset, const struct iovec *iov,
 		}
 		offset += (uint64_t)n;
 		iov_advance(&v, &cnt, (size_t)n);
+		if (!write && dio_block && (offset & (dio_block - 1))) {
+			for (int i = 0; i < cnt; i++)
+				memset(v[i].iov_base, 0, v[i].iov_len);
+			break;
+		}
 	}
 	if (copy != small)
 		free(copy);
 	return err;
 }
 
-int disk_fd_preadv_full(int fd, uint64_t offset, const struct iovec *iov,
-			int iovcnt)
-{
-	return rw_full(fd, offset, iov, iovcnt, false);
-}
-
-int disk_fd_pwritev_full(int fd, uint64_t offset, const struct iovec *iov,
-			 int iovcnt)
-{
-	return rw_full(fd, offset, iov, iovcnt, true);
-}
 
 int disk_fd_punch_hole(struct disk *disk, uint64_t offset, uint64_t len)
 {
@@ -116,55 +115,69 @@ int disk_fd_punch_hole(struct disk *disk, uint64_t offset, uint64_t len)
 
 /* ---- O_DIRECT alignment ------------------------------------------------- */
 
-static bool aligned(const struct disk *disk, const struct disk_request *req)
+bool disk_dio_aligned(uint32_t dio_block, uint64_t offset,
+		      const struct iovec *iov, int iovcnt)
 {
-	uint64_t a = disk->logical_block - 1;
+	uint64_t a = dio_block - 1, len = 0;
 
-	if (!disk->direct)
+	if (!dio_block)
 		return true;
-	if ((req->offset & a) || (req->len & a))
-		return false;
-	for (int i = 0; i < req->iovcnt; i++)
-		if (((uintptr_t)req->iov[i].iov_base & a) ||
-		    (req->iov[i].iov_len & a))
+	for (int i = 0; i < iovcnt; i++) {
+		if (((uintptr_t)iov[i].iov_base & a) || (iov[i].iov_len & a))
 			return false;
-	return true;
+		len += iov[i].iov_len;
+	}
+	return !(offset & a) && !(len & a);
 }
 
-/* O_DIRECT with guest buffers that are not block aligned: go through an
- * aligned bounce buffer, widening the range to whole blocks. */
-static int rw_bounce(struct disk *disk, struct disk_request *req, bool write)
+/* O_DIRECT I/O that is not block aligned: through an aligned bounce
+ * buffer over the whole blocks it touches.  A write that covers a block
+ * only in part reads that block first (the caller keeps such writes from
+ * racing other writes to the same blocks). */
+static int rw_bounce(int fd, uint32_t bs, uint64_t offset,
+		     const struct iovec *iov, int iovcnt, bool write)
 {
-	uint64_t bs = disk->logical_block;
-	uint64_t start = req->offset & ~(bs - 1);
-	uint64_t end = (req->offset + req->len + bs - 1) & ~(bs - 1);
+	uint64_t len = iov_total(iov, iovcnt);
+	uint64_t start = offset & ~(uint64_t)(bs - 1);
+	uint64_t end = (offset + len + bs - 1) & ~(uint64_t)(bs - 1);
 	struct iovec biov;
 	void *buf;
-	int err;
+	int err = 0;
 
 	if (posix_memalign(&buf, bs, end - start))
 		return -ENOMEM;
 	biov.iov_base = buf;
 	biov.iov_len = end - start;
-	if (write && (start != req->offset || end != req->offset + req->len)) {
-		err = rw_full(disk->fd, start, &biov, 1, false);
-		if (err)
-			goto out;
-	}
 	if (write) {
-		iov_to_buf(req->iov, req->iovcnt, 0,
-			   (char *)buf + (req->offset - start), req->len);
-		err = rw_full(disk->fd, start, &biov, 1, true);
+		if (start != offset || end != offset + len)
+			err = rw_full(fd, bs, start, &biov, 1, false);
+		if (!err) {
+			iov_to_buf(iov, iovcnt, 0, (char *)buf + (offset - start),
+				   len);
+			err = rw_full(fd, bs, start, &biov, 1, true);
+		}
 	} else {
-		err = rw_full(disk->fd, start, &biov, 1, false);
+		err = rw_full(fd, bs, start, &biov, 1, false);
 		if (!err)
-			iov_from_buf(req->iov, req->iovcnt, 0,
-				     (char *)buf + (req->offset - start),
-				     req->len);
+			iov_from_buf(iov, iovcnt, 0,
+				     (char *)buf + (offset - start), len);
 	}
-out:
 	free(buf);
 	return err;
+}
+
+int disk_fd_rw(int fd, uint32_t dio_block, uint64_t offset,
+	       const struct iovec *iov, int iovcnt, bool write)
+{
+	if (!disk_dio_aligned(dio_block, offset, iov, iovcnt))
+		return rw_bounce(fd, dio_block, offset, iov, iovcnt, write);
+	return rw_full(fd, dio_block, offset, iov, iovcnt, write);
+}
+
+/* The O_DIRECT block of |disk|'s fd, 0 when it is buffered. */
+static uint32_t dio_block(const struct disk *disk)
+{
+	return disk->direct ? disk->logical_block : 0;
 }
 
 /* ---- zeroes --------------------------------------------------------------- */
@@ -180,11 +193,9 @@ static int write_zero_buffers(struct disk *disk, uint64_t offset, uint64_t len)
 	memset(buf, 0, chunk);
 	while (len > 0 && !err) {
 		struct iovec iov = { buf, len < chunk ? len : chunk };
-		struct disk_request r = { .offset = offset, .len = iov.iov_len,
-					  .iov = &iov, .iovcnt = 1 };
 
-		err = aligned(disk, &r) ? rw_full(disk->fd, offset, &iov, 1, true)
-					: rw_bounce(disk, &r, true);
+		err = disk_fd_rw(disk->fd, dio_block(disk), offset, &iov, 1,
+				 true);
 		offset += iov.iov_len;
 		len -= iov.iov_len;
 	}
@@ -227,10 +238,9 @@ static int raw_exec(struct disk *disk, struct disk_request *req)
 	switch (req->op) {
 	case DISK_OP_READ:
 	case DISK_OP_WRITE:
-		if (!aligned(disk, req))
-			return rw_bounce(disk, req, req->op == DISK_OP_WRITE);
-		return rw_full(disk->fd, req->offset, req->iov, req->iovcnt,
-			       req->op == DISK_OP_WRITE);
+		return disk_fd_rw(disk->fd, dio_block(disk), req->offset,
+				  req->iov, req->iovcnt,
+				  req->op == DISK_OP_WRITE);
 	case DISK_OP_FLUSH:
 		return fdatasync(disk->fd) < 0 ? -errno : 0;
 	case DISK_OP_DISCARD:
@@ -252,7 +262,8 @@ static int raw_exec(struct disk *disk, struct disk_request *req)
 static int raw_submit(struct disk *disk, struct disk_request *req)
 {
 	if (req->op == DISK_OP_DISCARD || req->op == DISK_OP_WRITE_ZEROES ||
-	    !aligned(disk, req))
+	    !disk_dio_aligned(dio_block(disk), req->offset, req->iov,
+			      req->iovcnt))
 		return -EOPNOTSUPP;
 	req->file_offset = req->offset;
 	return disk_uring_rw(disk, req);
