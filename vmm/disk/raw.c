@@ -97,7 +97,6 @@ static int rw_full(int fd, uint32_t dio_block, uint64_t offset,
 	return err;
 }
 
-
 int disk_fd_punch_hole(struct disk *disk, uint64_t offset, uint64_t len)
 {
 	if (disk->is_blockdev) {
