@@ -789,8 +789,7 @@ static int uring_result(struct disk *disk, struct disk_request *req, int res)
 	if (n < 0)
 		err = n;
 	else
-		err = disk_fd_rw(disk->fd,
-				 disk->direct ? disk->logical_block : 0,
+		err = disk_fd_rw(disk->fd, disk_dio_block(disk),
 				 req->file_offset + res, rest, n,
 				 req->op == DISK_OP_WRITE);
 	if (rest != small)

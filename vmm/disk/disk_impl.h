@@ -81,6 +81,13 @@ struct disk {
 	bool pool_stop;
 };
 
+/* The block |disk|'s fd addresses with O_DIRECT, 0 when it is buffered
+ * (the |dio_block| of disk_fd_rw and disk_dio_aligned). */
+static inline uint32_t disk_dio_block(const struct disk *disk)
+{
+	return disk->direct ? disk->logical_block : 0;
+}
+
 /* disk.c: queue |req| (a read, write or flush) on the io_uring, the data
  * at req->file_offset of the image file; for a backend's submit op. */
 int disk_uring_rw(struct disk *disk, struct disk_request *req);

@@ -1144,7 +1144,7 @@ int qcow2_open(struct disk *disk, const struct disk_options *opts,
 		return -ENOMEM;
 	pthread_mutex_init(&q->lock, NULL);
 	q->fd = disk->fd;
-	q->dio_block = opts->direct ? disk->logical_block : 0;
+	q->dio_block = disk_dio_block(disk);
 	q->writable = !opts->read_only;
 
 	/* The header and its extensions live in the first cluster; read

@@ -173,12 +173,6 @@ int disk_fd_rw(int fd, uint32_t dio_block, uint64_t offset,
 	return rw_full(fd, dio_block, offset, iov, iovcnt, write);
 }
 
-/* The O_DIRECT block of |disk|'s fd, 0 when it is buffered. */
-static uint32_t dio_block(const struct disk *disk)
-{
-	return disk->direct ? disk->logical_block : 0;
-}
-
 /* ---- zeroes --------------------------------------------------------------- */
 
 static int write_zero_buffers(struct disk *disk, uint64_t offset, uint64_t len)
@@ -193,7 +187,7 @@ static int write_zero_buffers(struct disk *disk, uint64_t offset, uint64_t len)
 	while (len > 0 && !err) {
 		struct iovec iov = { buf, len < chunk ? len : chunk };
 
-		err = disk_fd_rw(disk->fd, dio_block(disk), offset, &iov, 1,
+		err = disk_fd_rw(disk->fd, disk_dio_block(disk), offset, &iov, 1,
 				 true);
 		offset += iov.iov_len;
 		len -= iov.iov_len;
@@ -237,7 +231,7 @@ static int raw_exec(struct disk *disk, struct disk_request *req)
 	switch (req->op) {
 	case DISK_OP_READ:
 	case DISK_OP_WRITE:
-		return disk_fd_rw(disk->fd, dio_block(disk), req->offset,
+		return disk_fd_rw(disk->fd, disk_dio_block(disk), req->offset,
 				  req->iov, req->iovcnt,
 				  req->op == DISK_OP_WRITE);
 	case DISK_OP_FLUSH:
@@ -261,7 +255,7 @@ static int raw_exec(struct disk *disk, struct disk_request *req)
 static int raw_submit(struct disk *disk, struct disk_request *req)
 {
 	if (req->op == DISK_OP_DISCARD || req->op == DISK_OP_WRITE_ZEROES ||
-	    !disk_dio_aligned(dio_block(disk), req->offset, req->iov,
+	    !disk_dio_aligned(disk_dio_block(disk), req->offset, req->iov,
 			      req->iovcnt))
 		return -EOPNOTSUPP;
 	req->file_offset = req->offset;
