@@ -834,8 +834,6 @@ static bool header_dirty(const char *img)
 	return b & 1;
 }
 
-/* One asynchronous 4 KiB-aligned request of |len| bytes at |off|; which
- * path it took: 'u' (io_uring), 'p' (thread pool). */
 /* Close |d| (its image |img|), write |data| (|size| bytes) over the raw
  * reference |ref| (open as |ref_fd|, closed here), and check that
  * qemu-img finds the image sound and equal to the reference. */
@@ -849,6 +847,8 @@ static void close_and_compare(struct disk *d, const char *img, int ref_fd,
 	ck_assert_int_eq(qcompare(img, ref), 0);
 }
 
+/* One asynchronous 4 KiB-aligned request of |len| bytes at |off|; which
+ * path it took: 'u' (io_uring), 'p' (thread pool). */
 static char submit_one(struct disk *d, bool write, uint64_t off, void *buf,
 		       size_t len)
 {

@@ -6,16 +6,23 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+/* Run |suite|; the exit status main returns. */
+static inline int unit_run(Suite *suite)
+{
+	SRunner *runner = srunner_create(suite);
+	int failed;
+
+	srunner_run_all(runner, CK_NORMAL);
+	failed = srunner_ntests_failed(runner);
+	srunner_free(runner);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
+
 /* Each tests/unit/test_NAME.c ends with UNIT_MAIN(NAME_suite). */
 #define UNIT_MAIN(suite_fn)                                              \
 	int main(void)                                                   \
 	{                                                                \
-		SRunner *runner = srunner_create(suite_fn());            \
-		int failed;                                              \
-		srunner_run_all(runner, CK_NORMAL);                      \
-		failed = srunner_ntests_failed(runner);                  \
-		srunner_free(runner);                                    \
-		return failed ? EXIT_FAILURE : EXIT_SUCCESS;             \
+		return unit_run(suite_fn());                             \
 	}
 
 /* For binaries whose tests make files: UNIT_MAIN_SCRATCH(suite, "name")
@@ -29,23 +36,19 @@ static char unit_scratch[64] __attribute__((unused));
 #define UNIT_MAIN_SCRATCH(suite_fn, name)                                \
 	int main(void)                                                   \
 	{                                                                \
-		SRunner *runner;                                         \
 		char cmd_[128];                                          \
-		int failed;                                              \
+		int status;                                              \
 		snprintf(unit_scratch, sizeof(unit_scratch),             \
 			 "/var/tmp/%s-XXXXXX", name);                     \
 		if (!mkdtemp(unit_scratch)) {                            \
 			perror(unit_scratch);                            \
 			return EXIT_FAILURE;                             \
 		}                                                        \
-		runner = srunner_create(suite_fn());                     \
-		srunner_run_all(runner, CK_NORMAL);                      \
-		failed = srunner_ntests_failed(runner);                  \
-		srunner_free(runner);                                    \
+		status = unit_run(suite_fn());                           \
 		snprintf(cmd_, sizeof(cmd_), "rm -rf '%s'", unit_scratch); \
 		if (system(cmd_) != 0)                                   \
 			fprintf(stderr, "cannot remove %s\n", unit_scratch); \
-		return failed ? EXIT_FAILURE : EXIT_SUCCESS;             \
+		return status;                                           \
 	}
 
 #endif
