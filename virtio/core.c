@@ -225,15 +225,9 @@ static void note_work(struct virtio_loop *l)
 static void loop_poll(struct virtio_loop *l)
 {
 	uint64_t last_work = now_ns();
-	bool worked = false;
+	bool worked = false, yielded = false;
 
 	set_polling(l, true);
-	/* The driver was just given used buffers and maybe woken: the
-	 * scheduler often wakes it on this CPU (the waker's), where it could
-	 * not run while we spin.  Let it run first; with nobody else here
-	 * this returns at once. */
-	if (l->waiting_for == VIRTIO_WAIT_DRIVER)
-		sched_yield();
 	/* A sync counts as a waiter from before it asks until it is done,
 	 * so |waiters| covers syncs too. */
 	while (!l->stopping && !__atomic_load_n(&l->waiters, __ATOMIC_ACQUIRE)) {
@@ -247,11 +241,23 @@ static void loop_poll(struct virtio_loop *l)
 		if (worked) {
 			last_work = t;
 			worked = false;
+			yielded = false;
 			note_work(l);
-			if (l->waiting_for == VIRTIO_WAIT_DRIVER)
-				sched_yield(); /* as above */
 		} else if (t - last_work >= l->poll_ns[l->waiting_for]) {
 			break;
+		} else if (l->waiting_for == VIRTIO_WAIT_DRIVER && !yielded &&
+			   t - last_work >= VIRTIO_YIELD_AFTER_NS) {
+			/* The driver was given used buffers and maybe woken
+			 * but has not answered: the scheduler often wakes it
+			 * on this CPU (the waker's), where it cannot run while
+			 * we spin.  Let it run, once per wait; with nobody
+			 * else here this returns at once.  Not right after
+			 * the push: a driver running elsewhere (a polling
+			 * vCPU) answers within microseconds, and a yield per
+			 * batch cost page-cache reads at depth 32 some 60 ns
+			 * of kernel time per request. */
+			sched_yield();
+			yielded = true;
 		}
 		cpu_relax();
 	}

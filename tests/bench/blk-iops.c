@@ -11,7 +11,13 @@
  * the same I/O pattern goes straight to the host file with io_uring at
  * the same queue depth: that is the limit.  Prints IOPS, the ratio, and
  * the process's CPU time (user + system, all threads) per request on
- * either path; asserts nothing.
+ * either path; asserts nothing.  Beside them, the device's queue thread
+ * alone: its CPU time per request and the kernel's part of it, against
+ * the host loop's kernel time per request.  Where the queue thread is
+ * busy all the time, its CPU time per request is what bounds the
+ * device's rate, and the kernel part (the same reads and writes the host
+ * loop makes) shows how much of the host's time the device spends
+ * before any of its own work.
  *
  * The host is shared and noisy (other jobs, a virtual disk), so device
  * and host runs alternate ROUNDS times; each pair gives a ratio, and the
@@ -30,6 +36,7 @@
  *   -Q  the device's image is a qcow2 copy of the file (qemu-img convert,
  *       64 KiB clusters, all allocated); the limit stays the raw file:
  *       what qcow2 costs */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <liburing.h>
@@ -58,8 +65,86 @@ static double cpu_now(void)
 	       (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
 }
 
-/* CPU microseconds per request of the last run_device/run_host. */
-static double last_cpu_us;
+/* CPU microseconds per request of the last run_device/run_host: the
+ * whole process's, and the kernel's part of it (host) or the device's
+ * queue thread's, all and in the kernel (device). */
+static double last_cpu_us, last_sys_us, last_thread_us, last_thread_sys_us;
+
+/* The process's system CPU seconds so far. */
+static double sys_now(void)
+{
+	struct rusage ru;
+
+	getrusage(RUSAGE_SELF, &ru);
+	return (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
+}
+
+/* The thread of this process named |name|, or 0. */
+static pid_t thread_named(const char *name)
+{
+	DIR *d = opendir("/proc/self/task");
+	struct dirent *e;
+	pid_t tid = 0;
+
+	while (d && !tid && (e = readdir(d))) {
+		char path[300], comm[32] = "";
+		FILE *f;
+
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "/proc/self/task/%s/comm",
+			 e->d_name);
+		f = fopen(path, "r");
+		if (!f)
+			continue;
+		if (fgets(comm, sizeof(comm), f))
+			comm[strcspn(comm, "\n")] = 0;
+		fclose(f);
+		if (!strcmp(comm, name))
+			tid = (pid_t)atoi(e->d_name);
+	}
+	if (d)
+		closedir(d);
+	return tid;
+}
+
+/* CPU seconds thread |tid| has used so far, and (|sys|) the kernel's
+ * part: the total from schedstat (nanoseconds), split in the proportion
+ * of stat's utime and stime (clock ticks). */
+static double thread_cpu(pid_t tid, double *sys)
+{
+	char path[64];
+	unsigned long long run_ns = 0;
+	unsigned long utime = 0, stime = 0;
+	FILE *f;
+
+	*sys = 0;
+	snprintf(path, sizeof(path), "/proc/self/task/%d/schedstat", (int)tid);
+	f = fopen(path, "r");
+	if (!f)
+		return 0;
+	if (fscanf(f, "%llu", &run_ns) != 1)
+		run_ns = 0;
+	fclose(f);
+	snprintf(path, sizeof(path), "/proc/self/task/%d/stat", (int)tid);
+	f = fopen(path, "r");
+	if (f) {
+		char line[1024], *p = NULL;
+
+		/* the fields after the ")" that ends comm: state is field 3,
+		 * utime 14, stime 15 */
+		if (fgets(line, sizeof(line), f))
+			p = strrchr(line, ')');
+		if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u "
+					"%*u %*u %lu %lu", &utime, &stime) != 2)
+			utime = stime = 0;
+		fclose(f);
+	}
+	if (utime + stime)
+		*sys = (double)run_ns / 1e9 * (double)stime /
+		       (double)(utime + stime);
+	return (double)run_ns / 1e9;
+}
 
 static double now(void)
 {
@@ -235,7 +320,8 @@ static double run_device(bool write, unsigned qd, uint64_t nblocks,
 {
 	unsigned inflight = 0, irqs_seen;
 	uint64_t done = 0, errors = 0, timeouts = 0;
-	double t0, t, c0;
+	double t0, t, c0, tc0, ts0, tc1, ts1;
+	pid_t tid;
 	int id;
 
 	/* Fresh queue for each run.  The driver behaves like Linux's:
@@ -249,8 +335,10 @@ static double run_device(bool write, unsigned qd, uint64_t nblocks,
 		fprintf(stderr, "blk-iops: device setup failed\n");
 		exit(1);
 	}
+	tid = thread_named(blk.vdev.name);
 	t0 = now();
 	c0 = cpu_now();
+	tc0 = tid ? thread_cpu(tid, &ts0) : 0;
 	halt.window = 0;
 	irqs_seen = __atomic_load_n(&drv.queue_irqs[0], __ATOMIC_ACQUIRE);
 	for (;;) {
@@ -317,6 +405,9 @@ static double run_device(bool write, unsigned qd, uint64_t nblocks,
 			(unsigned long long)l->poll_shrinks);
 	}
 	last_cpu_us = done ? (cpu_now() - c0) * 1e6 / (double)done : 0;
+	tc1 = tid ? thread_cpu(tid, &ts1) : 0;
+	last_thread_us = done ? (tc1 - tc0) * 1e6 / (double)done : 0;
+	last_thread_sys_us = done ? (ts1 - ts0) * 1e6 / (double)done : 0;
 	return (double)done / (now() - t0);
 }
 
@@ -328,7 +419,7 @@ static double run_host(int fd, bool write, unsigned qd, uint64_t nblocks,
 	struct io_uring ring;
 	unsigned inflight = 0;
 	uint64_t done = 0;
-	double t0, c0;
+	double t0, c0, s0;
 
 	if (io_uring_queue_init(64, &ring, 0)) {
 		fprintf(stderr, "blk-iops: io_uring unavailable\n");
@@ -336,6 +427,7 @@ static double run_host(int fd, bool write, unsigned qd, uint64_t nblocks,
 	}
 	t0 = now();
 	c0 = cpu_now();
+	s0 = sys_now();
 	for (;;) {
 		struct io_uring_cqe *cqe;
 		bool more = now() - t0 < secs;
@@ -364,6 +456,7 @@ static double run_host(int fd, bool write, unsigned qd, uint64_t nblocks,
 		}
 	}
 	last_cpu_us = done ? (cpu_now() - c0) * 1e6 / (double)done : 0;
+	last_sys_us = done ? (sys_now() - s0) * 1e6 / (double)done : 0;
 	io_uring_queue_exit(&ring);
 	return (double)done / (now() - t0);
 }
@@ -405,9 +498,10 @@ static void bench_mode(const char *path, const char *qcow2, bool direct,
 	       qcow2 ? ", the device on a qcow2 copy" : "",
 	       disk_uses_io_uring(disk) ? "io_uring" : "thread pool", poll_us,
 	       halt.max * 1e6);
-	printf("  %-10s %3s %12s %12s %7s %11s %11s\n", "pattern", "qd",
-	       "device IOPS", "host IOPS", "ratio", "dev CPU/IO",
-	       "host CPU/IO");
+	printf("  %-10s %3s %12s %12s %7s %11s %11s %11s %11s %11s\n",
+	       "pattern", "qd", "device IOPS", "host IOPS", "ratio",
+	       "dev CPU/IO", "host CPU/IO", "thread/IO", "thr kernel",
+	       "host kernel");
 	for (int w = 0; w < 2; w++) {
 		static const unsigned qds[] = { 1, 32 };
 
@@ -416,7 +510,8 @@ static void bench_mode(const char *path, const char *qcow2, bool direct,
 		for (int q = 0; q < 2; q++) {
 			double dev[MAX_ROUNDS], host[MAX_ROUNDS],
 				ratio[MAX_ROUNDS], dcpu[MAX_ROUNDS],
-				hcpu[MAX_ROUNDS];
+				hcpu[MAX_ROUNDS], dthr[MAX_ROUNDS],
+				dthr_sys[MAX_ROUNDS], hsys[MAX_ROUNDS];
 			unsigned qd = only_qd ? only_qd : qds[q];
 
 			if (only_qd && q)
@@ -434,17 +529,22 @@ static void bench_mode(const char *path, const char *qcow2, bool direct,
 			for (unsigned r = 0; r < rounds; r++) {
 				dev[r] = run_device(w, qd, nblocks, secs);
 				dcpu[r] = last_cpu_us;
+				dthr[r] = last_thread_us;
+				dthr_sys[r] = last_thread_sys_us;
 				host[r] = run_host(fd, w, qd, nblocks, secs,
 						   hbufs);
 				hcpu[r] = last_cpu_us;
+				hsys[r] = last_sys_us;
 				ratio[r] = host[r] > 0 ? dev[r] / host[r] : 0;
 			}
 			printf("  %-10s %3u %12.0f %12.0f %6.1f%% %8.2f us "
-			       "%8.2f us\n",
+			       "%8.2f us %8.2f us %8.2f us %8.2f us\n",
 			       w ? "randwrite" : "randread", qd,
 			       median(dev, rounds), median(host, rounds),
 			       100.0 * median(ratio, rounds),
-			       median(dcpu, rounds), median(hcpu, rounds));
+			       median(dcpu, rounds), median(hcpu, rounds),
+			       median(dthr, rounds), median(dthr_sys, rounds),
+			       median(hsys, rounds));
 			fflush(stdout);
 			free(hbufs);
 			close(fd);
