@@ -328,6 +328,91 @@ START_TEST(test_raw_direct_unaligned_buffers_bounce)
 }
 END_TEST
 
+/* With O_DIRECT in 4 KiB blocks (a 4 KiB-sector host disk, made here
+ * with min_dio_block), a 512-byte write is a read-modify-write of its
+ * block.  Every sector of a run of blocks written at once, one 512-byte
+ * write each, alternately through two handles (two queues, eight pool
+ * workers): unless the writes into one block are kept apart, two of them
+ * read the block before either writes it back, and one is lost.  |p| is
+ * a zeroed image of 32 blocks or more, raw or qcow2; |shown| the logical
+ * block the guest is to see (raw: the O_DIRECT block; qcow2: 512, so
+ * there such writes are the rule). */
+static void partial_block_writes_all_land(const char *p, uint32_t shown)
+{
+	enum { BLOCKS = 32, WRITES = BLOCKS * 8 };
+	struct disk_options o = { .direct = true, .min_dio_block = 4096 };
+	static uint8_t w[WRITES][512], r[WRITES][512];
+	struct iovec iov[WRITES];
+	struct done dn[2] = { { 0, 0 }, { 0, 0 } };
+	struct disk *h[2];
+	int err;
+
+	err = disk_open(p, &o, &h[0], why, sizeof(why));
+	ck_assert_msg(err == 0, "O_DIRECT open of %s: %s", p, why);
+	ck_assert_uint_eq(disk_logical_block_size(h[0]), shown);
+	ck_assert_int_eq(disk_open_queue(h[0], &h[1]), 0);
+	for (unsigned i = 0; i < WRITES; i++) {
+		fill(w[i], 512, i + 1);
+		iov[i] = (struct iovec){ w[i], 512 };
+		ck_assert_int_eq(disk_submit_writev(h[i % 2], (uint64_t)i * 512,
+						    &iov[i], 1, on_done,
+						    &dn[i % 2]),
+				 0);
+	}
+	for (unsigned k = 0; k < 2; k++) {
+		wait_done(h[k], &dn[k], WRITES / 2);
+		ck_assert_int_eq(dn[k].result, 0);
+	}
+	ck_assert_int_eq(disk_close(h[1]), 0);
+	ck_assert_int_eq(disk_pread(h[0], 0, r, sizeof(r)), 0);
+	ck_assert_int_eq(disk_close(h[0]), 0);
+	for (unsigned i = 0; i < WRITES; i++)
+		ck_assert_msg(!memcmp(r[i], w[i], 512),
+			      "sector %u (block %u) lost its write", i, i / 8);
+}
+
+START_TEST(test_raw_direct_partial_block_writes_all_land)
+{
+	const char *p = path("g.raw");
+	uint8_t r[512], want[512];
+	int fd;
+
+	make_raw(p, 1 << 20);
+	partial_block_writes_all_land(p, 4096);
+	/* The last one in the file itself, too. */
+	fd = open(p, O_RDONLY);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(pread(fd, r, 512, 255 * 512), 512);
+	close(fd);
+	fill(want, 512, 256);
+	ck_assert_mem_eq(r, want, 512);
+}
+END_TEST
+
+START_TEST(test_qcow2_direct_partial_block_writes_all_land)
+{
+	const char *img = path("g.qcow2");
+
+	ck_assert_int_eq(sh("qemu-img create -f qcow2 '%s' 1M", img), 0);
+	partial_block_writes_all_land(img, 512);
+	ck_assert_int_eq(qcheck(img), 0);
+}
+END_TEST
+
+/* A min_dio_block that is not a power of two is refused at open. */
+START_TEST(test_raw_direct_odd_block_refused)
+{
+	const char *p = path("h.raw");
+	struct disk_options o = { .direct = true, .min_dio_block = 3000 };
+	struct disk *d = NULL;
+
+	make_raw(p, 1 << 20);
+	ck_assert_int_eq(disk_open(p, &o, &d, why, sizeof(why)), -EINVAL);
+	ck_assert_ptr_null(d);
+	ck_assert_msg(strstr(why, "power of two"), "why: %s", why);
+}
+END_TEST
+
 /* Open |p| (a zeroed raw file) with O_DIRECT, check that its logical
  * block is |want|, and write one such block at an offset of one block
  * from a buffer aligned to it: that goes straight to io_uring, no bounce
@@ -1641,6 +1726,9 @@ static Suite *qcow2_suite(void)
 	tcase_add_test(raw, test_raw_discard_and_write_zeroes);
 	tcase_add_test(raw, test_raw_direct_unaligned_buffers_bounce);
 	tcase_add_test(raw, test_raw_direct_addresses_what_the_file_system_allows);
+	tcase_add_test(raw, test_raw_direct_partial_block_writes_all_land);
+	tcase_add_test(raw, test_raw_direct_odd_block_refused);
+	tcase_add_test(q, test_qcow2_direct_partial_block_writes_all_land);
 	tcase_add_test(raw, test_raw_reads_leave_the_access_time_alone);
 	tcase_add_test(raw, test_raw_image_of_another_user_opens_without_noatime);
 	tcase_add_test(raw, test_raw_probed_image_cannot_be_turned_into_qcow2);

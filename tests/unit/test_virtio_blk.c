@@ -48,12 +48,14 @@ static void make_raw(const char *p, uint64_t size)
 
 static unsigned start_poll_us; /* the next start_blk's poll window */
 static bool start_direct;      /* the next start_blk's cache=none */
+static uint32_t start_dio_block; /* and its smallest O_DIRECT block */
 
 /* Open |path| and build the device on it. */
 static void start_blk(const char *path, bool ro, unsigned nq,
 		      const char *serial)
 {
-	struct disk_options o = { .read_only = ro, .direct = start_direct };
+	struct disk_options o = { .read_only = ro, .direct = start_direct,
+				  .min_dio_block = start_dio_block };
 	struct virtio_blk_options bo = { .serial = serial, .num_queues = nq,
 					 .poll_us = start_poll_us };
 	char why[200];
@@ -1507,6 +1509,88 @@ START_TEST(test_5_2_2_mq_qcow2_cache_none_concurrent_allocation_passes_qemu_img_
 }
 END_TEST
 
+/* cache=none on a host disk of 4 KiB sectors (made with min_dio_block):
+ * the driver writes single 512-byte sectors anyway (blk_size is advice,
+ * §5.2.5), every sector of 16 blocks, sector s on queue s % 4, all in
+ * flight at once.  Each is a read-modify-write of its block on some queue
+ * thread's pool; none may undo another. */
+static void mq_sector_writes_into_4k_blocks(const char *path)
+{
+	enum { NQ = 4, NSEC = 16 * 8 };
+	struct vtd_vq qs[NQ];
+	uint64_t sts[NSEC], r;
+	uint32_t id, len;
+
+	stop_blk();
+	start_direct = true;
+	start_dio_block = 4096;
+	start_blk(path, false, NQ, NULL);
+	memset(qs, 0, sizeof(qs));
+	for (unsigned q = 0; q < NQ; q++)
+		ck_assert_int_eq(vtd_vq_init(&qs[q], &drv, 128, false, false), 0);
+	ck_assert_int_eq(vtd_negotiate(&drv, F_BASIC | F(VIRTIO_BLK_F_MQ)), 0);
+	for (unsigned q = 0; q < NQ; q++)
+		ck_assert_int_eq(vtd_setup_queue(&drv, q, &qs[q]), 0);
+	ck_assert_int_eq(vtd_driver_ok(&drv), 0);
+	for (unsigned s = 0; s < NSEC; s++) {
+		struct vtd_sg sg[3] = {
+			{ put_hdr(VIRTIO_BLK_T_OUT, s), 16, false },
+			{ buffer(512, (uint8_t)(s + 1)), 512, false },
+			{ vtd_alloc(&drv, 1, 1), 1, true },
+		};
+
+		sts[s] = sg[2].gpa;
+		*(uint8_t *)vtd_ptr(&drv, sts[s], 1) = 0xee;
+		ck_assert_int_ge(vtd_vq_add(&qs[s % NQ], sg, 3, false), 0);
+	}
+	for (unsigned q = 0; q < NQ; q++)
+		virtio_queue_kick(DEV, q);
+	for (unsigned q = 0; q < NQ; q++)
+		for (unsigned i = 0; i < NSEC / NQ; i++)
+			ck_assert(wait_used(&qs[q], &id, &len));
+	for (unsigned s = 0; s < NSEC; s++)
+		ck_assert_uint_eq(*(uint8_t *)vtd_ptr(&drv, sts[s], 1),
+				  VIRTIO_BLK_S_OK);
+	r = buffer(NSEC * 512, 0);
+	{
+		struct vtd_sg in = { r, NSEC * 512, true };
+
+		ck_assert_uint_eq(request_on(&qs[0], 0, VIRTIO_BLK_T_IN, 0, &in,
+					     1, NULL),
+				  VIRTIO_BLK_S_OK);
+	}
+	for (unsigned s = 0; s < NSEC; s++) {
+		uint8_t want[512];
+
+		memset(want, (uint8_t)(s + 1), 512);
+		ck_assert_msg(!memcmp(vtd_ptr(&drv, r + (uint64_t)s * 512, 512),
+				      want, 512),
+			      "sector %u (block %u) lost its write", s, s / 8);
+	}
+	for (unsigned q = 0; q < NQ; q++)
+		vtd_vq_destroy(&qs[q]);
+	stop_blk();
+}
+
+START_TEST(test_5_2_2_mq_cache_none_sector_writes_into_4k_blocks_all_land)
+{
+	mq_sector_writes_into_4k_blocks(img);
+}
+END_TEST
+
+START_TEST(test_5_2_2_mq_qcow2_cache_none_sector_writes_into_4k_blocks_all_land)
+{
+	char q[160], cmd[400];
+
+	snprintf(q, sizeof(q), "%s/sw.qcow2", dir);
+	snprintf(cmd, sizeof(cmd), "qemu-img create -q -f qcow2 '%s' 16M", q);
+	ck_assert_int_eq(system(cmd), 0);
+	mq_sector_writes_into_4k_blocks(q);
+	snprintf(cmd, sizeof(cmd), "qemu-img check -q '%s'", q);
+	ck_assert_int_eq(system(cmd), 0);
+}
+END_TEST
+
 START_TEST(test_2_4_mq_reset_with_requests_in_flight_on_every_queue)
 {
 	struct vtd_vq qs[3];
@@ -1988,6 +2072,8 @@ static Suite *virtio_blk_suite(void)
 	tcase_add_test(tc, test_5_2_2_mq_queues_run_in_parallel_raw);
 	tcase_add_test(tc, test_5_2_2_mq_qcow2_concurrent_allocation_passes_qemu_img_check);
 	tcase_add_test(tc, test_5_2_2_mq_qcow2_cache_none_concurrent_allocation_passes_qemu_img_check);
+	tcase_add_test(tc, test_5_2_2_mq_cache_none_sector_writes_into_4k_blocks_all_land);
+	tcase_add_test(tc, test_5_2_2_mq_qcow2_cache_none_sector_writes_into_4k_blocks_all_land);
 	tcase_add_test(tc, test_2_4_mq_reset_with_requests_in_flight_on_every_queue);
 	tcase_add_test(tc, test_core_queue_threads_run_queues_in_parallel);
 	tcase_add_test(tc, test_core_queue_threads_reset_waits_for_every_queue);

@@ -215,6 +215,19 @@ int disk_file_open(struct disk *disk, const char *path,
 	}
 	disk->read_only = opts->read_only;
 	disk->direct = opts->direct;
+	if (opts->direct && opts->min_dio_block > disk->logical_block) {
+		if (opts->min_dio_block & (opts->min_dio_block - 1) ||
+		    opts->min_dio_block > 65536) {
+			disk_set_why(why, why_len, "O_DIRECT block of %u bytes: "
+				     "not a power of two up to 64 KiB",
+				     opts->min_dio_block);
+			return -EINVAL;
+		}
+		disk->logical_block = opts->min_dio_block;
+		if (disk->physical_block < disk->logical_block)
+			disk->physical_block = disk->logical_block;
+	}
+	disk->dio_block = opts->direct ? disk->logical_block : 0;
 
 	if (!opts->no_lock) {
 		struct flock fl = {
@@ -340,6 +353,7 @@ int disk_open_queue(struct disk *disk, struct disk **out)
 	q->is_blockdev = disk->is_blockdev;
 	q->probed_raw = disk->probed_raw;
 	q->logical_block = disk->logical_block;
+	q->dio_block = disk->dio_block;
 	q->physical_block = disk->physical_block;
 	q->discard_granularity = disk->discard_granularity;
 	q->event_fd = -1;
@@ -427,6 +441,98 @@ static void signal_event(struct disk *disk)
 	}
 }
 
+/* ---- the write guard --------------------------------------------------
+ * With O_DIRECT, a write that covers a block of the file only in part is
+ * a read-modify-write of the whole block (disk_fd_rw's bounce buffer).
+ * Two of them in one block, or one beside any other write to it, could
+ * each write the block back with the other's bytes still old: a lost
+ * write.  Drivers do write single 512-byte sectors whatever blk_size
+ * says (for virtio-blk it is advice on performance, not a unit of the
+ * protocol: virtio 1.2 §5.2.5), so on a file system that does direct
+ * I/O in 4 KiB blocks this would hit well-behaved guests.  So on a
+ * direct disk every write (write, write zeroes, discard) holds its
+ * range, rounded out to whole blocks, from when it starts to when it is
+ * done, and a write that would overlap a held range waits.  Waiting
+ * happens in a pool worker only: a write that finds its blocks free is
+ * held at once and may go to io_uring; one that does not goes to the
+ * pool, whose worker waits for them.  A held write is always running (in
+ * the kernel or in a worker that holds nothing else), so the waits end.
+ * One guard per image, in its first handle, shared by the queue
+ * handles. */
+
+static bool guarded(const struct disk *disk, enum disk_op op)
+{
+	return disk_dio_block(disk) &&
+	       (op == DISK_OP_WRITE || op == DISK_OP_DISCARD ||
+		op == DISK_OP_WRITE_ZEROES);
+}
+
+static struct disk *guard_of(struct disk *disk)
+{
+	return disk->parent ? disk->parent : disk;
+}
+
+/* Is any write held in |g| overlapping |req|'s blocks?  Under guard_lock. */
+static bool guard_busy(const struct disk *g, const struct disk_request *req)
+{
+	for (const struct disk_request *h = g->guard_held; h; h = h->held_next)
+		if (h->held_start < req->held_end &&
+		    req->held_start < h->held_end)
+			return true;
+	return false;
+}
+
+static void guard_hold_locked(struct disk *g, struct disk_request *req)
+{
+	req->held = true;
+	req->held_prev = NULL;
+	req->held_next = g->guard_held;
+	if (g->guard_held)
+		g->guard_held->held_prev = req;
+	g->guard_held = req;
+}
+
+/* Hold |req|'s blocks: at once if free (true), else only if |wait|. */
+static bool guard_hold(struct disk *disk, struct disk_request *req, bool wait)
+{
+	struct disk *g = guard_of(disk);
+	uint64_t bs = disk_dio_block(disk);
+	bool got = true;
+
+	req->held_start = req->offset & ~(bs - 1);
+	req->held_end = (req->offset + req->len + bs - 1) & ~(bs - 1);
+	pthread_mutex_lock(&g->guard_lock);
+	while (guard_busy(g, req)) {
+		if (!wait) {
+			got = false;
+			break;
+		}
+		pthread_cond_wait(&g->guard_cond, &g->guard_lock);
+	}
+	if (got)
+		guard_hold_locked(g, req);
+	pthread_mutex_unlock(&g->guard_lock);
+	return got;
+}
+
+static void guard_release(struct disk *disk, struct disk_request *req)
+{
+	struct disk *g = guard_of(disk);
+
+	if (!req->held)
+		return;
+	pthread_mutex_lock(&g->guard_lock);
+	if (req->held_prev)
+		req->held_prev->held_next = req->held_next;
+	else
+		g->guard_held = req->held_next;
+	if (req->held_next)
+		req->held_next->held_prev = req->held_prev;
+	req->held = false;
+	pthread_cond_broadcast(&g->guard_cond);
+	pthread_mutex_unlock(&g->guard_lock);
+}
+
 static void *pool_worker(void *arg)
 {
 	struct disk *disk = arg;
@@ -445,7 +551,10 @@ static void *pool_worker(void *arg)
 			disk->pool_tail = NULL;
 		pthread_mutex_unlock(&disk->pool_lock);
 
+		if (guarded(disk, req->op))
+			guard_hold(disk, req, true);
 		req->result = disk->ops->exec(disk, req);
+		guard_release(disk, req);
 
 		pthread_mutex_lock(&disk->pool_lock);
 		req->next = disk->done;
@@ -461,6 +570,8 @@ int disk_engine_init(struct disk *disk, enum disk_aio aio)
 {
 	int err;
 
+	pthread_mutex_init(&disk->guard_lock, NULL);
+	pthread_cond_init(&disk->guard_cond, NULL);
 	pthread_mutex_init(&disk->pool_lock, NULL);
 	pthread_cond_init(&disk->pool_cond, NULL);
 	disk->event_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -657,12 +768,17 @@ static int submit(struct disk *disk, enum disk_op op, uint64_t offset,
 	req->cb = cb;
 	req->opaque = opaque;
 	disk->inflight++;
-	if (disk->uring_ok && disk->ops->submit) {
+	/* A guarded write goes to io_uring only if its blocks are free now
+	 * (see the write guard); otherwise, or if the backend cannot take
+	 * it, a pool worker holds them first. */
+	if (disk->uring_ok && disk->ops->submit &&
+	    (!guarded(disk, op) || guard_hold(disk, req, false))) {
 		err = disk->ops->submit(disk, req);
 		if (err == 0) {
 			disk->via_uring++;
 			return 0;
 		}
+		guard_release(disk, req);
 		if (err != -EOPNOTSUPP) {
 			disk->inflight--;
 			req_free(disk, req);
@@ -819,6 +935,7 @@ unsigned disk_process_completions(struct disk *disk)
 			if (!req)
 				continue;
 			req->result = uring_result(disk, req, res);
+			guard_release(disk, req);
 			complete(disk, req);
 			count++;
 		}
@@ -860,6 +977,7 @@ static int run_sync(struct disk *disk, enum disk_op op, uint64_t offset,
 		.disk = disk, .op = op, .offset = offset, .len = len,
 		.iov = iov, .iovcnt = iovcnt, .may_unmap = may_unmap,
 	};
+	int err;
 
 	if (op != DISK_OP_READ && op != DISK_OP_FLUSH && disk->read_only)
 		return -EROFS;
@@ -867,7 +985,11 @@ static int run_sync(struct disk *disk, enum disk_op op, uint64_t offset,
 		return -EINVAL;
 	if (forges_qcow2(disk, op, offset, iov, iovcnt))
 		return -EPERM;
-	return disk->ops->exec(disk, &req);
+	if (guarded(disk, op))
+		guard_hold(disk, &req, true);
+	err = disk->ops->exec(disk, &req);
+	guard_release(disk, &req);
+	return err;
 }
 
 int disk_preadv(struct disk *disk, uint64_t offset, const struct iovec *iov,

@@ -58,6 +58,10 @@ struct disk_options {
 	bool read_only;
 	bool direct;       /* O_DIRECT: bypass the host page cache */
 	bool no_lock;      /* skip the OFD lock (tests of the lock itself) */
+	/* With |direct|: address at least blocks of this size (a power of
+	 * two, 0: what the file system needs).  Tests: a 4 KiB-sector disk
+	 * on a 512-byte one. */
+	uint32_t min_dio_block;
 };
 
 /* Completion callback: |result| is 0 or a negative errno. */
@@ -147,7 +151,8 @@ void disk_request_counts(const struct disk *disk, uint64_t *uring,
 /* ---- synchronous helpers (tests, tools, backing-file reads) -------------
  * Run one request to completion on the calling thread, bypassing the
  * aio engine.  Not to be mixed with in-flight asynchronous requests that
- * overlap the same range. */
+ * overlap the same range (on an O_DIRECT disk a write waits for such
+ * writes to finish, which the caller's own would never do). */
 int disk_preadv(struct disk *disk, uint64_t offset, const struct iovec *iov,
 		int iovcnt);
 int disk_pwritev(struct disk *disk, uint64_t offset, const struct iovec *iov,

@@ -29,6 +29,11 @@ struct disk_request {
 	void *opaque;
 	int result;
 	struct disk_request *next;    /* pool queue / done list */
+	/* Holding its blocks in the image's write guard (see disk.c):
+	 * [held_start, held_end), a link in the guard's list. */
+	bool held;
+	uint64_t held_start, held_end;
+	struct disk_request *held_prev, *held_next;
 };
 
 struct disk_backend_ops {
@@ -58,6 +63,9 @@ struct disk {
 	bool read_only, direct, is_blockdev;
 	bool probed_raw;            /* raw by probing, not by request */
 	uint32_t logical_block, physical_block, discard_granularity;
+	/* The block the fd addresses with O_DIRECT (0: buffered).  Raw
+	 * shows it to the guest as the logical block; qcow2 shows 512. */
+	uint32_t dio_block;
 
 	/* ---- aio engine ---- */
 	int event_fd;
@@ -72,6 +80,13 @@ struct disk {
 	struct disk_request *spare;
 	unsigned nr_spare;
 
+	/* The image's write guard (used in the image's first handle only,
+	 * shared by its queue handles): with O_DIRECT, the writes in flight
+	 * and the blocks they hold (see disk.c). */
+	pthread_mutex_t guard_lock;
+	pthread_cond_t guard_cond;
+	struct disk_request *guard_held;
+
 	pthread_mutex_t pool_lock;
 	pthread_cond_t pool_cond;
 	struct disk_request *pool_head, *pool_tail;
@@ -85,7 +100,7 @@ struct disk {
  * (the |dio_block| of disk_fd_rw and disk_dio_aligned). */
 static inline uint32_t disk_dio_block(const struct disk *disk)
 {
-	return disk->direct ? disk->logical_block : 0;
+	return disk->dio_block;
 }
 
 /* disk.c: queue |req| (a read, write or flush) on the io_uring, the data
@@ -106,8 +121,9 @@ extern const struct disk_backend_ops disk_raw_ops;
  * give zeros.  |dio_block|: the fd is O_DIRECT and addresses blocks of
  * that size (0: buffered); I/O not aligned to it (offset, length, buffer
  * addresses and lengths) goes through an aligned bounce buffer, and a
- * write covering a block in part reads it first, so the caller must keep
- * such a write from racing other writes to the same blocks. */
+ * write covering a block in part reads it first, so such a write must
+ * not race other writes to the same blocks: guest writes are kept apart
+ * by disk.c's write guard, qcow2's metadata writes by its lock. */
 int disk_fd_rw(int fd, uint32_t dio_block, uint64_t offset,
 	       const struct iovec *iov, int iovcnt, bool write);
 /* Can |fd| with that |dio_block| take this I/O as it is (0: always)? */

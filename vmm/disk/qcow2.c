@@ -37,8 +37,10 @@
  * entries, compressed data, unaligned guest buffers) goes through a
  * bounce buffer (disk_fd_rw), a partial block by read-modify-write.
  * That is safe because clusters are at least a block (checked at open),
- * so no block holds both metadata and data, and metadata writes happen
- * under the lock. */
+ * so no block holds both metadata and data; metadata writes happen under
+ * the lock, and guest writes into one block are kept apart by disk.c's
+ * write guard (guests see 512-byte blocks here whatever the O_DIRECT
+ * block, so on a 4 KiB one such writes are common). */
 #include "vmm/disk/disk_impl.h"
 
 #include <endian.h>

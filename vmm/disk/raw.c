@@ -131,8 +131,8 @@ bool disk_dio_aligned(uint32_t dio_block, uint64_t offset,
 
 /* O_DIRECT I/O that is not block aligned: through an aligned bounce
  * buffer over the whole blocks it touches.  A write that covers a block
- * only in part reads that block first (the caller keeps such writes from
- * racing other writes to the same blocks). */
+ * only in part reads that block first (disk.c's write guard keeps such
+ * writes from racing other writes to the same blocks). */
 static int rw_bounce(int fd, uint32_t bs, uint64_t offset,
 		     const struct iovec *iov, int iovcnt, bool write)
 {
