@@ -1165,6 +1165,29 @@ START_TEST(test_malformed_random_requests_on_qcow2_cache_none_touch_only_what_th
 }
 END_TEST
 
+/* And with an O_DIRECT block of 4 KiB (a 4 KiB-sector host disk, made
+ * with min_dio_block): most random writes, discards and write-zeroes
+ * cover blocks in part, so this drives the read-modify-write bounces and
+ * the write guard. */
+START_TEST(test_malformed_random_requests_cache_none_4k_blocks_touch_only_what_they_may)
+{
+	start_direct = true;
+	start_dio_block = 4096;
+	stop_blk();
+	start_blk(img, false, 1, NULL);
+	ck_assert_uint_eq(disk_logical_block_size(disk), 4096);
+	random_requests(false, false);
+}
+END_TEST
+
+START_TEST(test_malformed_random_requests_on_qcow2_cache_none_4k_blocks_touch_only_what_they_may)
+{
+	start_direct = true;
+	start_dio_block = 4096;
+	random_requests(true, false);
+}
+END_TEST
+
 START_TEST(test_5_2_2_mq_second_queue_serves_requests)
 {
 	uint64_t w = buffer(512, 0x42);
@@ -2064,6 +2087,8 @@ static Suite *virtio_blk_suite(void)
 	tcase_add_test(tc, test_malformed_random_requests_on_qcow2_touch_only_what_they_may);
 	tcase_add_test(tc, test_malformed_random_requests_cache_none_touch_only_what_they_may);
 	tcase_add_test(tc, test_malformed_random_requests_on_qcow2_cache_none_touch_only_what_they_may);
+	tcase_add_test(tc, test_malformed_random_requests_cache_none_4k_blocks_touch_only_what_they_may);
+	tcase_add_test(tc, test_malformed_random_requests_on_qcow2_cache_none_4k_blocks_touch_only_what_they_may);
 	tcase_add_test(tc, test_5_2_2_mq_second_queue_serves_requests);
 	tcase_add_test(tc, test_2_4_reset_with_requests_in_flight);
 	tcase_add_test(tc, test_5_2_qcow2_image_through_the_device_passes_qemu_img_check);
