@@ -1386,6 +1386,20 @@ END_TEST
 
 /* ==== multiqueue: a thread per queue ==== */
 
+/* Negotiate MQ and set up |nq| split queues of |size| entries in |qs|
+ * (zeroed first), then DRIVER_OK. */
+static void mq_bring_up(struct vtd_vq *qs, unsigned nq, uint16_t size)
+{
+	memset(qs, 0, nq * sizeof(*qs));
+	for (unsigned q = 0; q < nq; q++)
+		ck_assert_int_eq(vtd_vq_init(&qs[q], &drv, size, false, false),
+				 0);
+	ck_assert_int_eq(vtd_negotiate(&drv, F_BASIC | F(VIRTIO_BLK_F_MQ)), 0);
+	for (unsigned q = 0; q < nq; q++)
+		ck_assert_int_eq(vtd_setup_queue(&drv, q, &qs[q]), 0);
+	ck_assert_int_eq(vtd_driver_ok(&drv), 0);
+}
+
 /* Write 32 x 4 KiB on each of |nq| queues, all in flight at once, then
  * read everything back through other queues. */
 static void mq_parallel_io(unsigned nq)
@@ -1396,15 +1410,9 @@ static void mq_parallel_io(unsigned nq)
 	uint32_t id, len;
 
 	ck_assert_uint_le(nq, 4);
-	memset(qs, 0, sizeof(qs));
 	ck_assert(DEV->device_features & F(VIRTIO_BLK_F_MQ));
 	ck_assert_ptr_nonnull(DEV->queue_loops);
-	for (unsigned q = 0; q < nq; q++)
-		ck_assert_int_eq(vtd_vq_init(&qs[q], &drv, 128, false, false), 0);
-	ck_assert_int_eq(vtd_negotiate(&drv, F_BASIC | F(VIRTIO_BLK_F_MQ)), 0);
-	for (unsigned q = 0; q < nq; q++)
-		ck_assert_int_eq(vtd_setup_queue(&drv, q, &qs[q]), 0);
-	ck_assert_int_eq(vtd_driver_ok(&drv), 0);
+	mq_bring_up(qs, nq, 128);
 	for (unsigned q = 0; q < nq; q++)
 		for (int i = 0; i < PER; i++) {
 			uint64_t sector = ((uint64_t)q * PER + i) * 8;
@@ -1548,13 +1556,7 @@ static void mq_sector_writes_into_4k_blocks(const char *path)
 	start_direct = true;
 	start_dio_block = 4096;
 	start_blk(path, false, NQ, NULL);
-	memset(qs, 0, sizeof(qs));
-	for (unsigned q = 0; q < NQ; q++)
-		ck_assert_int_eq(vtd_vq_init(&qs[q], &drv, 128, false, false), 0);
-	ck_assert_int_eq(vtd_negotiate(&drv, F_BASIC | F(VIRTIO_BLK_F_MQ)), 0);
-	for (unsigned q = 0; q < NQ; q++)
-		ck_assert_int_eq(vtd_setup_queue(&drv, q, &qs[q]), 0);
-	ck_assert_int_eq(vtd_driver_ok(&drv), 0);
+	mq_bring_up(qs, NQ, 128);
 	for (unsigned s = 0; s < NSEC; s++) {
 		struct vtd_sg sg[3] = {
 			{ put_hdr(VIRTIO_BLK_T_OUT, s), 16, false },
@@ -1620,13 +1622,7 @@ START_TEST(test_2_4_mq_reset_with_requests_in_flight_on_every_queue)
 
 	stop_blk();
 	start_blk(img, false, 3, NULL);
-	memset(qs, 0, sizeof(qs));
-	for (unsigned q = 0; q < 3; q++)
-		ck_assert_int_eq(vtd_vq_init(&qs[q], &drv, 64, false, false), 0);
-	ck_assert_int_eq(vtd_negotiate(&drv, F_BASIC | F(VIRTIO_BLK_F_MQ)), 0);
-	for (unsigned q = 0; q < 3; q++)
-		ck_assert_int_eq(vtd_setup_queue(&drv, q, &qs[q]), 0);
-	ck_assert_int_eq(vtd_driver_ok(&drv), 0);
+	mq_bring_up(qs, 3, 64);
 	for (unsigned q = 0; q < 3; q++)
 		for (int i = 0; i < 8; i++) {
 			struct vtd_sg sg[3] = {
