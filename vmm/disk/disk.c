@@ -214,7 +214,6 @@ int disk_file_open(struct disk *disk, const char *path,
 		return -EINVAL;
 	}
 	disk->read_only = opts->read_only;
-	disk->direct = opts->direct;
 	if (opts->direct && opts->min_dio_block > disk->logical_block) {
 		if (opts->min_dio_block & (opts->min_dio_block - 1) ||
 		    opts->min_dio_block > 65536) {
@@ -349,7 +348,6 @@ int disk_open_queue(struct disk *disk, struct disk **out)
 	q->fd = disk->fd;
 	q->size = disk->size;
 	q->read_only = disk->read_only;
-	q->direct = disk->direct;
 	q->is_blockdev = disk->is_blockdev;
 	q->probed_raw = disk->probed_raw;
 	q->logical_block = disk->logical_block;
@@ -533,6 +531,19 @@ static void guard_release(struct disk *disk, struct disk_request *req)
 	pthread_mutex_unlock(&g->guard_lock);
 }
 
+/* Run |req| on the calling thread (a pool worker, a synchronous helper),
+ * holding its blocks for the time if it is a guarded write. */
+static int exec_held(struct disk *disk, struct disk_request *req)
+{
+	int err;
+
+	if (guarded(disk, req->op))
+		guard_hold(disk, req, true);
+	err = disk->ops->exec(disk, req);
+	guard_release(disk, req);
+	return err;
+}
+
 static void *pool_worker(void *arg)
 {
 	struct disk *disk = arg;
@@ -551,10 +562,7 @@ static void *pool_worker(void *arg)
 			disk->pool_tail = NULL;
 		pthread_mutex_unlock(&disk->pool_lock);
 
-		if (guarded(disk, req->op))
-			guard_hold(disk, req, true);
-		req->result = disk->ops->exec(disk, req);
-		guard_release(disk, req);
+		req->result = exec_held(disk, req);
 
 		pthread_mutex_lock(&disk->pool_lock);
 		req->next = disk->done;
@@ -977,7 +985,6 @@ static int run_sync(struct disk *disk, enum disk_op op, uint64_t offset,
 		.disk = disk, .op = op, .offset = offset, .len = len,
 		.iov = iov, .iovcnt = iovcnt, .may_unmap = may_unmap,
 	};
-	int err;
 
 	if (op != DISK_OP_READ && op != DISK_OP_FLUSH && disk->read_only)
 		return -EROFS;
@@ -985,11 +992,7 @@ static int run_sync(struct disk *disk, enum disk_op op, uint64_t offset,
 		return -EINVAL;
 	if (forges_qcow2(disk, op, offset, iov, iovcnt))
 		return -EPERM;
-	if (guarded(disk, op))
-		guard_hold(disk, &req, true);
-	err = disk->ops->exec(disk, &req);
-	guard_release(disk, &req);
-	return err;
+	return exec_held(disk, &req);
 }
 
 int disk_preadv(struct disk *disk, uint64_t offset, const struct iovec *iov,

@@ -60,7 +60,7 @@ struct disk {
 	char *path;
 	int fd;
 	uint64_t size;
-	bool read_only, direct, is_blockdev;
+	bool read_only, is_blockdev;
 	bool probed_raw;            /* raw by probing, not by request */
 	uint32_t logical_block, physical_block, discard_granularity;
 	/* The block the fd addresses with O_DIRECT (0: buffered).  Raw
