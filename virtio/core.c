@@ -152,6 +152,10 @@ static uint64_t now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+/* A polling loop that has waited this long for the driver to answer
+ * yields its CPU once (see loop_poll). */
+#define YIELD_AFTER_NS 2000u
+
 static void cpu_relax(void)
 {
 #if defined(__x86_64__) || defined(__i386__)
@@ -246,7 +250,7 @@ static void loop_poll(struct virtio_loop *l)
 		} else if (t - last_work >= l->poll_ns[l->waiting_for]) {
 			break;
 		} else if (l->waiting_for == VIRTIO_WAIT_DRIVER && !yielded &&
-			   t - last_work >= VIRTIO_YIELD_AFTER_NS) {
+			   t - last_work >= YIELD_AFTER_NS) {
 			/* The driver was given used buffers and maybe woken
 			 * but has not answered: the scheduler often wakes it
 			 * on this CPU (the waker's), where it cannot run while

@@ -424,9 +424,6 @@ int virtio_queue_watch_fd_polled(struct virtio_device *dev, unsigned qidx,
  * sync ends a poll at once.  0 (the default) disables.  Call before
  * virtio_device_start(). */
 #define VIRTIO_POLL_MIN_NS 4000u
-/* A polling loop that has waited this long for the driver to answer
- * yields its CPU once (see loop_poll in core.c). */
-#define VIRTIO_YIELD_AFTER_NS 2000u
 void virtio_device_set_polling(struct virtio_device *dev, unsigned max_us);
 
 #endif
