@@ -33,6 +33,10 @@ static struct virtio_blk *to_blk(struct virtio_device *dev)
 				     offsetof(struct virtio_blk, vdev));
 }
 
+/* Requests are kept for reuse, never trimmed: a queue holds at most one
+ * more than the most it had in flight at once, and that is at most the
+ * queue size whatever the driver does (virtq_pop refuses a head already
+ * in flight, virtq.h), so the memory per queue is bounded. */
 static struct virtio_blk_req *req_get(struct virtio_blk_queue *bq)
 {
 	struct virtio_blk_req *req = bq->free_reqs;

@@ -593,21 +593,26 @@ static void ctrl_receive(struct virtio_console *con)
 
 	for (;;) {
 		uint8_t msg[VIRTIO_CONSOLE_CONTROL_SIZE];
+		bool whole;
 
 		if (virtio_queue_pop(dev, VIRTIO_CONSOLE_CTRL_TXQ, &con->elem) <= 0)
 			break;
-		if (virtq_elem_read(&con->elem, 0, msg, sizeof(msg)) !=
-			    sizeof(msg) ||
-		    !ctrl_handle(con, get_le32(msg), get_le16(msg + 4),
-				 get_le16(msg + 6))) {
-			if (con->bad_control++ == 0)
-				kite_warn("virtio %s: ignoring a malformed "
-					  "control message", dev->name);
-		}
+		whole = virtq_elem_read(&con->elem, 0, msg, sizeof(msg)) ==
+			sizeof(msg);
+		/* Return the buffer before acting on the copy: handling
+		 * (PORT_OPEN delivering input) reuses con->elem for other
+		 * queues' buffers. */
 		if (virtio_queue_push(dev, VIRTIO_CONSOLE_CTRL_TXQ, &con->elem,
 				      0) < 0)
 			break;
 		pushed = true;
+		if (!whole || !ctrl_handle(con, get_le32(msg),
+					   get_le16(msg + 4),
+					   get_le16(msg + 6))) {
+			if (con->bad_control++ == 0)
+				kite_warn("virtio %s: ignoring a malformed "
+					  "control message", dev->name);
+		}
 	}
 	if (pushed)
 		virtio_queue_notify_driver(dev, VIRTIO_CONSOLE_CTRL_TXQ);

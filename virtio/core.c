@@ -682,6 +682,8 @@ void virtio_device_destroy(struct virtio_device *dev)
 		if (dev->kick_fd[i] >= 0)
 			close(dev->kick_fd[i]);
 		dev->kick_fd[i] = -1;
+		/* No thread runs now: free the rings' in-flight tracking. */
+		virtq_reset(&dev->queues[i]);
 	}
 }
 
@@ -1002,6 +1004,10 @@ static const char *ring_error(int err)
 		return "descriptor chain too long or over 4 GiB";
 	case -EINVAL:
 		return "invalid descriptor index, flags or indirect table";
+	case -EBUSY:
+		return "buffer made available again while in flight";
+	case -EOVERFLOW:
+		return "more buffers in flight than the queue size";
 	default:
 		return "queue unusable";
 	}

@@ -298,8 +298,8 @@ void virtio_device_set_transport(struct virtio_device *dev,
 int virtio_device_use_queue_threads(struct virtio_device *dev);
 /* Start the queue thread (and the per-queue threads, if any). */
 int virtio_device_start(struct virtio_device *dev);
-/* Stop the thread (if started), close fds.  The device's own state is the
- * caller's. */
+/* Stop the thread (if started), close fds, reset the queues (freeing
+ * their in-flight tracking).  The device's own state is the caller's. */
 void virtio_device_destroy(struct virtio_device *dev);
 
 /* Wait until the queue thread(s) have handled every kick and watched-fd

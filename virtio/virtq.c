@@ -5,6 +5,7 @@
 #include "virtio/virtq.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* Guest memory is shared with vCPUs running on other host CPUs: ring
@@ -65,12 +66,58 @@ void virtq_reset(struct virtq *q)
 {
 	uint16_t max = q->max_size, vector = q->vector;
 
+	free(q->inflight);
 	memset(q, 0, sizeof(*q));
 	q->max_size = max;
 	q->size = max;
 	q->vector = vector;
 	q->avail_wrap = true;
 	q->used_wrap = true;
+}
+
+/* ---- chains in flight ----
+ * One bit per head (split) or Buffer ID (packed), set by pop and cleared
+ * by push: O(1) both ways, nothing allocated after virtq_enable(). */
+
+static int inflight_init(struct virtq *q, bool packed)
+{
+	/* Split: heads are below the queue size.  Packed: the driver picks
+	 * Buffer IDs, any 16-bit value (§2.8.13), so all of them: 8 KiB. */
+	uint32_t words = packed ? 65536 / 64 : ((uint32_t)q->size + 63) / 64;
+
+	if (q->inflight_words < words) {
+		uint64_t *map = calloc(words, sizeof(*map));
+
+		if (!map)
+			return -ENOMEM;
+		free(q->inflight);
+		q->inflight = map;
+		q->inflight_words = words;
+	} else {
+		memset(q->inflight, 0, q->inflight_words * sizeof(*q->inflight));
+	}
+	q->nr_inflight = 0;
+	q->inflight_peak = 0;
+	return 0;
+}
+
+static inline bool inflight_test(const struct virtq *q, uint16_t id)
+{
+	return id / 64u < q->inflight_words &&
+	       (q->inflight[id / 64] >> (id % 64) & 1);
+}
+
+static inline void inflight_add(struct virtq *q, uint16_t id)
+{
+	q->inflight[id / 64] |= 1ull << (id % 64);
+	if (++q->nr_inflight > q->inflight_peak)
+		q->inflight_peak = q->nr_inflight;
+}
+
+static inline void inflight_del(struct virtq *q, uint16_t id)
+{
+	q->inflight[id / 64] &= ~(1ull << (id % 64));
+	q->nr_inflight--;
 }
 
 static int map_area(const struct guest_memory *mem, uint64_t gpa,
@@ -104,6 +151,8 @@ int virtq_enable(struct virtq *q, const struct guest_memory *mem,
 		err = map_area(mem, q->device_addr,
 			       virtq_device_area_size(q->size, packed), 4,
 			       &q->device);
+	if (!err)
+		err = inflight_init(q, packed);
 	if (err) {
 		q->desc = q->driver = q->device = NULL;
 		return err;
@@ -275,10 +324,19 @@ static int split_pop(struct virtq *q, struct virtq_elem *elem)
 	/* §2.7.6: the driver cannot expose more than size chains at once. */
 	if ((uint16_t)(avail_idx - q->last_avail) > q->size)
 		return -EINVAL;
+	/* Nor have more in flight (the head check below implies it; this
+	 * keeps the bound explicit). */
+	if (q->nr_inflight >= q->size)
+		return -EOVERFLOW;
 
 	head = load16(AVAIL_RING(q, q->last_avail % q->size));
 	if (head >= q->size)
 		return -EINVAL;
+	/* §2.7.13: the driver places a buffer in *free* descriptors; a head
+	 * the device has not used yet is not free.  Taking it again would
+	 * let one chain stand for any number of requests. */
+	if (inflight_test(q, head))
+		return -EBUSY;
 
 	elem_init(elem);
 	err = split_walk(q, head, elem);
@@ -286,6 +344,7 @@ static int split_pop(struct virtq *q, struct virtq_elem *elem)
 		return err;
 	elem->id = head;
 	elem->ndescs = 1;
+	inflight_add(q, head);
 	q->last_avail++;
 	if (q->event_idx && !q->notify_off)
 		store16(AVAIL_EVENT(q), q->last_avail);
@@ -345,6 +404,10 @@ static int packed_pop(struct virtq *q, struct virtq_elem *elem)
 	flags = load_acquire16(&ring[slot].flags);
 	if (!packed_desc_is_avail(flags, wrap))
 		return 0;
+	/* §2.8: with the ring full of its buffers the driver waits for used
+	 * ones, so never more than size are in flight. */
+	if (q->nr_inflight >= q->size)
+		return -EOVERFLOW;
 
 	elem_init(elem);
 	for (;;) {
@@ -401,8 +464,13 @@ static int packed_pop(struct virtq *q, struct virtq_elem *elem)
 		}
 	}
 
+	/* §2.8.21.1: each buffer gets a *free* Buffer ID; one still in
+	 * flight is not. */
+	if (inflight_test(q, id))
+		return -EBUSY;
 	elem->id = id;
 	elem->ndescs = count;
+	inflight_add(q, id);
 	q->last_avail = slot;
 	q->avail_wrap = wrap;
 	return 1;
@@ -486,12 +554,18 @@ int virtq_push(struct virtq *q, const struct virtq_elem *elem,
 
 	if (!q->ready)
 		return -EINVAL;
+	/* Only a chain in flight goes back: returning one twice (a device
+	 * bug) would hand the driver a head it may already have reused. */
+	if (!inflight_test(q, elem->id))
+		return -EINVAL;
 	if (written > elem->writable_len)
 		written = (uint32_t)elem->writable_len;
 	ret = q->packed ? packed_push(q, elem, written)
 			: split_push(q, elem, written);
-	if (ret == 0)
+	if (ret == 0) {
+		inflight_del(q, elem->id);
 		q->nr_used++;
+	}
 	return ret;
 }
 

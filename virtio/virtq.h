@@ -12,6 +12,13 @@
  * an endless loop).  The queue then stays "broken" until it is reset; the
  * virtio core turns that into DEVICE_NEEDS_RESET (§2.1.2).
  *
+ * Chains in flight (popped, not yet pushed) are tracked by head (split)
+ * or Buffer ID (packed): a driver that makes one available again before
+ * it was used, or more than the queue size of them at once, broke the
+ * ring (§2.7.13, §2.8.21.1), so a device holds at most |size| requests
+ * per queue whatever the driver does.  The bitmap behind it is allocated
+ * by virtq_enable() and freed by virtq_reset(); pop and push stay O(1).
+ *
  * Threading: a virtq is driven by one thread at a time (the device's
  * queue thread, see virtio.h).  Nothing here takes a lock.
  *
@@ -126,16 +133,28 @@ struct virtq {
 	bool notify_off;          /* virtq_set_notification(q, false) */
 	uint64_t nr_used;         /* chains returned (virtq_push) since the
 				   * last reset: the device's loop watches it */
+
+	/* ---- chains in flight (see above) ---- */
+	uint64_t *inflight;       /* bit per head / Buffer ID: popped, not
+				   * pushed; allocated by virtq_enable() */
+	uint32_t inflight_words;  /* capacity of |inflight| in 64-bit words */
+	uint32_t nr_inflight;     /* chains in flight now (<= size) */
+	uint32_t inflight_peak;   /* most at once since virtq_enable(), for
+				   * tests and statistics */
 };
 
 /* Reset the device-side state and forget the configuration (size becomes
- * max_size, addresses 0, not ready).  max_size and vector survive. */
+ * max_size, addresses 0, not ready, nothing in flight; frees what
+ * virtq_enable() allocated).  max_size and vector survive.  A struct
+ * virtq must be zeroed (or reset) before its first use. */
 void virtq_reset(struct virtq *q);
 
-/* Validate the configuration and start using the rings:
- * -EINVAL for a bad size (§2.7: power of 2 for split; §2.8: any size up to
- * max for packed) or a misaligned area, -EFAULT when an area is not
- * guest RAM.  The feature flags come from the negotiated features. */
+/* Validate the configuration and start using the rings, with nothing in
+ * flight: -EINVAL for a bad size (§2.7: power of 2 for split; §2.8: any
+ * size up to max for packed) or a misaligned area, -EFAULT when an area
+ * is not guest RAM, -ENOMEM when the in-flight bitmap cannot be had
+ * (split: size bits; packed: 2^16, one per Buffer ID).  The feature flags
+ * come from the negotiated features. */
 int virtq_enable(struct virtq *q, const struct guest_memory *mem,
 		 bool packed, bool event_idx, bool indirect);
 
@@ -147,12 +166,16 @@ int virtq_enable(struct virtq *q, const struct guest_memory *mem,
  *            after writable, avail idx ran ahead by more than the size
  *   -ELOOP   chain longer than the queue (a loop)
  *   -E2BIG   more than VIRTQ_MAX_BUFS elements, or more than 2^32-1 bytes
+ *   -EBUSY   the head (Buffer ID) is already in flight
+ *   -EOVERFLOW  a chain is available while |size| chains are in flight
  *   -EIO     the queue is already broken */
 int virtq_pop(struct virtq *q, struct virtq_elem *elem);
 
 /* Return a chain to the driver with |written| bytes written into its
  * device-writable part.  The length is clamped to what the chain could
- * hold.  Used ring entries are published with release ordering. */
+ * hold.  Used ring entries are published with release ordering.
+ * -EINVAL, the ring untouched, when the chain is not in flight (a device
+ * bug: pushed twice, or popped before a reset) or the queue not ready. */
 int virtq_push(struct virtq *q, const struct virtq_elem *elem,
 	       uint32_t written);
 

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -2042,6 +2043,203 @@ START_TEST(test_polling_ends_at_once_for_a_reset_and_a_sync)
 }
 END_TEST
 
+/* ---- requests in flight: at most the queue size (issue 14) ---- */
+
+static long max_rss_kib(void)
+{
+	struct rusage ru;
+
+	ck_assert_int_eq(getrusage(RUSAGE_SELF, &ru), 0);
+	return ru.ru_maxrss;
+}
+
+/* The queue's counters, read under the loop lock its thread writes them
+ * under. */
+static void assert_in_flight_at_most(unsigned n)
+{
+	pthread_mutex_lock(&DEV->loop.lock);
+	ck_assert_uint_le(blk.queues[0].inflight, n);
+	ck_assert_uint_le(DEV->queues[0].nr_inflight, n);
+	ck_assert_uint_le(DEV->queues[0].inflight_peak, n);
+	ck_assert_uint_le(disk_inflight(disk), n);
+	pthread_mutex_unlock(&DEV->loop.lock);
+}
+
+/* A driver that makes one chain (a 4 KiB read, in an indirect table: one
+ * descriptor) available again and again, a ring's worth per kick, and
+ * never collects a used buffer: before the fix every copy became a
+ * request of its own, submitted to the disk (RSS past 1.5 GB).  §2.7.13,
+ * §2.8.21.1: a head in flight is not free, so the second copy is a
+ * driver error: DEVICE_NEEDS_RESET at once, and the device never holds
+ * more than that one request. */
+static void one_chain_flood(bool packed)
+{
+	enum { ROUNDS = 64 };
+	uint64_t d = buffer(4096, 0), st = vtd_alloc(&drv, 1, 1);
+	struct vtd_sg sg[3] = {
+		{ put_hdr(VIRTIO_BLK_T_IN, 8), 16, false },
+		{ d, 4096, true },
+		{ st, 1, true },
+	};
+	struct pvirtq_desc slot0;
+	unsigned published = 0, cfg;
+	long rss0;
+	int head;
+
+	bring_up(F_BASIC | F(VIRTIO_F_INDIRECT_DESC), packed);
+	virtio_device_sync(DEV);
+	rss0 = max_rss_kib();
+	cfg = vtd_config_irqs(&drv);
+	head = vtd_vq_add(&vq, sg, 3, true);
+	ck_assert_int_ge(head, 0);
+	published++;
+	slot0 = *vtd_packed_desc(&vq, 0);
+	for (unsigned r = 0; r < ROUNDS; r++) {
+		/* A ring's worth (the first round: with the one above), so
+		 * the split avail idx never runs more than the size ahead. */
+		for (unsigned i = r ? 0 : 1; i < vq.size; i++, published++) {
+			struct pvirtq_desc *p;
+
+			if (!packed) {
+				vtd_split_publish(&vq, (uint16_t)head);
+				continue;
+			}
+			p = vtd_packed_desc(&vq, vq.next_avail);
+			p->addr = slot0.addr;
+			p->len = slot0.len;
+			p->id = (uint16_t)head;
+			__atomic_store_n(&p->flags,
+					 (uint16_t)(vtd_packed_avail_flags(&vq) |
+						    VIRTQ_DESC_F_INDIRECT),
+					 __ATOMIC_RELEASE);
+			if (++vq.next_avail == vq.size) {
+				vq.next_avail = 0;
+				vq.avail_wrap = !vq.avail_wrap;
+			}
+		}
+		vtd_kick(&drv, 0);
+		/* At the first repeat, in the first round. */
+		ck_assert(virtio_get_status(DEV) &
+			  VIRTIO_STATUS_DEVICE_NEEDS_RESET);
+		assert_in_flight_at_most(1);
+	}
+	ck_assert_uint_ge(published, 8000);
+	/* §2.1.2: one configuration change notification, not one a copy. */
+	ck_assert_uint_eq(vtd_config_irqs(&drv), cfg + 1);
+	/* The read the device did take is done and returned. */
+	disk_drain(disk);
+	virtio_device_sync(DEV);
+	ck_assert_uint_eq(DEV->queues[0].inflight_peak, 1);
+	/* Generous: the flood once grew by a gigabyte and more. */
+	ck_assert_int_lt(max_rss_kib() - rss0, 64 * 1024);
+	/* A reset makes the device usable again. */
+	vtd_vq_destroy(&vq);
+	bring_up(F_BASIC, packed);
+	ck_assert_uint_eq(request(VIRTIO_BLK_T_FLUSH, 0, NULL, 0, NULL),
+			  VIRTIO_BLK_S_OK);
+}
+
+START_TEST(test_malformed_one_chain_made_available_forever_split)
+{
+	one_chain_flood(false);
+}
+END_TEST
+
+START_TEST(test_malformed_one_chain_made_available_forever_packed)
+{
+	one_chain_flood(true);
+}
+END_TEST
+
+/* A legitimate driver keeps the queue full (exactly its size in flight,
+ * each an indirect table in one descriptor, each used buffer replaced at
+ * once) while the device returns them out of order (GET_ID completes at
+ * once, reads when the disk is done): no false DEVICE_NEEDS_RESET, and
+ * never more than the size in flight. */
+static void full_queue_out_of_order(bool packed)
+{
+	enum { SIZE = 128, TOTAL = 24 * SIZE };
+	static uint64_t data[SIZE], status[SIZE], seq_of[SIZE];
+	static int res_of[SIZE];
+	static bool busy[SIZE], is_get_id[SIZE];
+	uint64_t seq = 0;
+	unsigned done = 0, out_of_order = 0;
+	uint32_t id, len;
+
+	bring_up(F_BASIC | F(VIRTIO_F_INDIRECT_DESC), packed);
+	ck_assert_uint_eq(vq.size, SIZE);
+	for (unsigned r = 0; r < SIZE; r++) {
+		data[r] = buffer(4096, 0);
+		status[r] = vtd_alloc(&drv, 1, 1);
+		busy[r] = false;
+	}
+	for (unsigned n = 0; n < TOTAL + SIZE; n++) {
+		struct vtd_sg sg[3];
+		unsigned r;
+		int got;
+
+		if (n >= SIZE) {
+			/* The ring is full: collect one, then replace it. */
+			uint64_t oldest = UINT64_MAX;
+
+			ck_assert_int_eq(wait_used(&vq, &id, &len), 1);
+			ck_assert_uint_lt(id, SIZE);
+			r = (unsigned)res_of[id];
+			ck_assert(busy[r]);
+			ck_assert_uint_eq(*(uint8_t *)vtd_ptr(&drv, status[r], 1),
+					  VIRTIO_BLK_S_OK);
+			for (unsigned i = 0; i < SIZE; i++)
+				if (busy[i] && seq_of[i] < oldest)
+					oldest = seq_of[i];
+			out_of_order += seq_of[r] != oldest;
+			busy[r] = false;
+			if (++done == TOTAL)
+				break;
+		}
+		for (r = 0; busy[r]; r++)
+			;
+		is_get_id[r] = n % 4 == 3;
+		*(uint8_t *)vtd_ptr(&drv, status[r], 1) = 0xee;
+		sg[0] = (struct vtd_sg){
+			put_hdr(is_get_id[r] ? VIRTIO_BLK_T_GET_ID
+					     : VIRTIO_BLK_T_IN,
+				(uint64_t)r * 8),
+			16, false };
+		sg[1] = (struct vtd_sg){ data[r],
+					 is_get_id[r] ? VIRTIO_BLK_ID_BYTES
+						      : 4096,
+					 true };
+		sg[2] = (struct vtd_sg){ status[r], 1, true };
+		got = vtd_vq_add(&vq, sg, 3, true);
+		ck_assert_int_ge(got, 0);
+		ck_assert_int_lt(got, SIZE);
+		res_of[got] = (int)r;
+		seq_of[r] = seq++;
+		busy[r] = true;
+		if (n >= SIZE - 1)
+			vtd_kick(&drv, 0);
+		assert_device_ok();
+	}
+	ck_assert_uint_eq(done, TOTAL);
+	ck_assert_uint_gt(out_of_order, 0);
+	/* The device did hold most of the ring at once (the reads). */
+	ck_assert_uint_gt(DEV->queues[0].inflight_peak, SIZE / 2);
+	assert_in_flight_at_most(SIZE);
+	assert_device_ok();
+}
+
+START_TEST(test_5_2_queue_size_requests_in_flight_out_of_order_split)
+{
+	full_queue_out_of_order(false);
+}
+END_TEST
+
+START_TEST(test_5_2_queue_size_requests_in_flight_out_of_order_packed)
+{
+	full_queue_out_of_order(true);
+}
+END_TEST
+
 static Suite *virtio_blk_suite(void)
 {
 	Suite *s = suite_create("virtio_blk");
@@ -2079,6 +2277,10 @@ static Suite *virtio_blk_suite(void)
 	tcase_add_test(tc, test_malformed_partial_sector_and_bad_segment_lists_are_ioerr);
 	tcase_add_test(tc, test_malformed_no_status_byte_returns_chain_unused);
 	tcase_add_test(tc, test_malformed_too_many_segments_is_ioerr);
+	tcase_add_test(tc, test_malformed_one_chain_made_available_forever_split);
+	tcase_add_test(tc, test_malformed_one_chain_made_available_forever_packed);
+	tcase_add_test(tc, test_5_2_queue_size_requests_in_flight_out_of_order_split);
+	tcase_add_test(tc, test_5_2_queue_size_requests_in_flight_out_of_order_packed);
 	tcase_add_test(tc, test_malformed_random_requests_touch_only_what_they_may);
 	tcase_add_test(tc, test_malformed_random_requests_on_qcow2_touch_only_what_they_may);
 	tcase_add_test(tc, test_malformed_random_requests_cache_none_touch_only_what_they_may);

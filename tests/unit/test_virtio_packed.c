@@ -287,6 +287,97 @@ START_TEST(test_2_8_queue_size_any_value_up_to_max)
 	ck_assert_int_eq(virtq_enable(&q, &drv.mem, true, false, false), -EINVAL);
 	q.size = 0;
 	ck_assert_int_eq(virtq_enable(&q, &drv.mem, true, false, false), -EINVAL);
+	virtq_reset(&q);
+}
+END_TEST
+
+/* ---- buffers in flight (§2.8, §2.8.21.1): one per Buffer ID, never
+ * more than the queue size; issue 14 ---- */
+
+/* A driver with every slot in flight, getting buffers back out of order
+ * and reusing their ids and slots at once, is never taken for a broken
+ * one: ring sizes 8 and 5, direct and indirect buffers. */
+static void in_flight_out_of_order(uint16_t size)
+{
+	unsigned seed = 99, round, i, k;
+	uint64_t out = vtd_alloc(&drv, 64, 8);
+	struct vtd_sg sg[2] = { { out, 32, true }, { out + 32, 32, true } };
+	uint32_t id, len;
+	int first, last = -1;
+
+	bring_up_size(F_INDIRECT, size);
+	__atomic_store_n(&echo.defer, 1, __ATOMIC_SEQ_CST);
+	for (i = 0; i < size; i++) {
+		last = vtd_vq_add(&vq, sg, 1 + i % 2, i % 2);
+		ck_assert_int_ge(last, 0);
+	}
+	vtd_kick(&drv, 0);
+	ck_assert_uint_eq(vtd_echo_nr_deferred(&echo), size);
+	/* The last one taken comes back first. */
+	first = vtd_echo_complete(&echo, size - 1u);
+	ck_assert_int_eq(first, last);
+	ck_assert_int_eq(vtd_vq_get_used(&vq, &id, &len), 1);
+	ck_assert_uint_eq(id, (uint32_t)last);
+	ck_assert_int_ge(vtd_vq_add(&vq, sg, 1, false), 0);
+	vtd_kick(&drv, 0);
+	for (round = 0; round < 2000; round++) {
+		unsigned n = 1 + (unsigned)rand_r(&seed) % size;
+
+		ck_assert_uint_eq(vtd_echo_nr_deferred(&echo), size);
+		for (k = 0; k < n; k++)
+			ck_assert_int_ge(vtd_echo_complete(&echo,
+				(unsigned)rand_r(&seed) %
+					vtd_echo_nr_deferred(&echo)), 0);
+		for (k = 0; k < n; k++) {
+			ck_assert_int_eq(vtd_vq_get_used(&vq, &id, &len), 1);
+			/* One slot each, so the ring stays exactly full. */
+			ck_assert_int_ge(vtd_vq_add(&vq, sg, 1 + k % 2, k % 2),
+					 0);
+		}
+		vtd_kick(&drv, 0);
+		ck_assert(!needs_reset());
+	}
+	ck_assert_uint_eq(DEV->queues[0].nr_inflight, size);
+	ck_assert_uint_eq(DEV->queues[0].inflight_peak, size);
+	ck_assert_uint_eq(echo.deferred_peak, size);
+}
+
+START_TEST(test_2_8_queue_size_buffers_in_flight_returned_out_of_order)
+{
+	in_flight_out_of_order(QMAX);
+}
+END_TEST
+
+START_TEST(test_2_8_queue_size_buffers_in_flight_out_of_order_odd_size)
+{
+	in_flight_out_of_order(5);
+}
+END_TEST
+
+/* Returning a buffer that is not in flight is a device bug: refused,
+ * and the ring stays as it was. */
+START_TEST(test_2_8_push_of_id_not_in_flight_leaves_ring_alone)
+{
+	static struct virtq_elem elem;
+	struct virtq *q = &DEV->queues[0];
+	uint8_t ring[16 * QMAX];
+	uint64_t out;
+
+	bring_up(0);
+	ck_assert_int_ge(add_echo("one", &out), 0);
+	ck_assert_int_eq(virtq_pop(q, &elem), 1);
+	ck_assert_uint_eq(q->nr_inflight, 1);
+	ck_assert_int_eq(virtq_push(q, &elem, 0), 0);
+	ck_assert_uint_eq(q->nr_inflight, 0);
+	memcpy(ring, vtd_ptr(&drv, vq.desc, sizeof(ring)), sizeof(ring));
+	ck_assert_int_eq(virtq_push(q, &elem, 0), -EINVAL);
+	elem.id = 1000;
+	ck_assert_int_eq(virtq_push(q, &elem, 0), -EINVAL);
+	ck_assert_mem_eq(vtd_ptr(&drv, vq.desc, sizeof(ring)), ring,
+			 sizeof(ring));
+	ck_assert_uint_eq(q->nr_used, 1);
+	ck_assert_int_eq(virtio_queue_push(DEV, 0, &elem, 0), -EINVAL);
+	ck_assert(needs_reset());
 }
 END_TEST
 
@@ -376,6 +467,61 @@ static void put(uint16_t slot, uint64_t addr, uint32_t len, uint16_t flags)
 	__atomic_store_n(&d->flags,
 			 (uint16_t)(flags | VIRTQ_DESC_F_AVAIL), __ATOMIC_RELEASE);
 }
+
+/* §2.8.21.1: each buffer gets a free Buffer ID; one the device still
+ * holds is not free.  The second buffer with id 0 is not taken. */
+START_TEST(test_malformed_packed_id_made_available_while_in_flight)
+{
+	uint64_t out = vtd_alloc(&drv, 8, 8);
+	unsigned cfg;
+
+	bring_up(0);
+	__atomic_store_n(&echo.defer, 1, __ATOMIC_SEQ_CST);
+	put(1, out + 4, 4, VIRTQ_DESC_F_WRITE);
+	put(0, out, 4, VIRTQ_DESC_F_WRITE);
+	cfg = vtd_config_irqs(&drv);
+	vtd_kick(&drv, 0);
+	ck_assert(needs_reset());
+	ck_assert_int_eq(echo.last_pop, -EBUSY);
+	ck_assert_uint_eq(vtd_echo_nr_deferred(&echo), 1);
+	ck_assert_uint_eq(DEV->queues[0].nr_inflight, 1);
+	ck_assert_uint_eq(vtd_config_irqs(&drv), cfg + 1);
+}
+END_TEST
+
+/* §2.8: with the ring full of its buffers the driver waits for used
+ * ones.  One that writes over slots in flight, with fresh ids, would
+ * have the device hold any number of requests: the (size+1)th is not
+ * taken. */
+START_TEST(test_malformed_packed_more_buffers_in_flight_than_queue_size)
+{
+	uint64_t out = vtd_alloc(&drv, 8, 8);
+	struct vtd_sg sg = { out, 8, true };
+	struct pvirtq_desc *d;
+	unsigned i;
+
+	bring_up_size(0, 4);
+	__atomic_store_n(&echo.defer, 1, __ATOMIC_SEQ_CST);
+	for (i = 0; i < 4; i++)
+		ck_assert_int_ge(vtd_vq_add(&vq, &sg, 1, false), 0);
+	vtd_kick(&drv, 0);
+	ck_assert(!needs_reset());
+	ck_assert_uint_eq(vtd_echo_nr_deferred(&echo), 4);
+	/* Slot 0 again, second lap, id 100: never used before. */
+	d = vtd_packed_desc(&vq, 0);
+	d->addr = out;
+	d->len = 8;
+	d->id = 100;
+	__atomic_store_n(&d->flags,
+			 (uint16_t)(vtd_packed_avail_flags(&vq) |
+				    VIRTQ_DESC_F_WRITE), __ATOMIC_RELEASE);
+	vtd_kick(&drv, 0);
+	ck_assert(needs_reset());
+	ck_assert_int_eq(echo.last_pop, -EOVERFLOW);
+	ck_assert_uint_eq(vtd_echo_nr_deferred(&echo), 4);
+	ck_assert_uint_eq(DEV->queues[0].inflight_peak, 4);
+}
+END_TEST
 
 START_TEST(test_malformed_packed_list_longer_than_ring)
 {
@@ -476,7 +622,7 @@ START_TEST(test_malformed_random_packed_rings)
 	static struct virtq_elem elem;
 	unsigned total = 0, broken = 0;
 	unsigned seed = 777, round, i;
-	struct virtq q;
+	struct virtq q = { 0 };
 	uint64_t table = vtd_alloc(&drv, 16 * 64, 16);
 	uint8_t *base = drv.mem.base;
 	const uint16_t size = 7;
@@ -486,7 +632,7 @@ START_TEST(test_malformed_random_packed_rings)
 		struct pvirtq_desc *t = vtd_ptr(&drv, table, 16 * 64);
 		int ret, pops = 0;
 
-		memset(&q, 0, sizeof(q));
+		virtq_reset(&q);
 		q.max_size = q.size = size;
 		q.desc_addr = vq.desc;
 		q.driver_addr = vq.driver;
@@ -528,6 +674,7 @@ START_TEST(test_malformed_random_packed_rings)
 		ck_assert_int_le(ret, 0);
 		broken += ret < 0;
 	}
+	virtq_reset(&q);
 	/* Both outcomes were exercised. */
 	ck_assert_uint_gt(total, 100);
 	ck_assert_uint_gt(broken, 100);
@@ -552,6 +699,9 @@ static Suite *virtio_packed_suite(void)
 	tcase_add_test(tc, test_2_8_7_device_handles_indirect_and_ignores_its_write_flag);
 	tcase_add_test(tc, test_2_8_ring_laps_with_non_power_of_2_size);
 	tcase_add_test(tc, test_2_8_queue_size_any_value_up_to_max);
+	tcase_add_test(tc, test_2_8_queue_size_buffers_in_flight_returned_out_of_order);
+	tcase_add_test(tc, test_2_8_queue_size_buffers_in_flight_out_of_order_odd_size);
+	tcase_add_test(tc, test_2_8_push_of_id_not_in_flight_leaves_ring_alone);
 	tcase_add_test(tc, test_2_8_10_device_notifies_when_events_enabled);
 	tcase_add_test(tc, test_2_8_10_device_does_not_notify_when_events_disabled);
 	tcase_add_test(tc, test_2_8_10_device_notifies_at_event_descriptor);
@@ -560,6 +710,8 @@ static Suite *virtio_packed_suite(void)
 
 	tcase_add_checked_fixture(bad, setup, teardown);
 	tcase_set_timeout(bad, 30);
+	tcase_add_test(bad, test_malformed_packed_id_made_available_while_in_flight);
+	tcase_add_test(bad, test_malformed_packed_more_buffers_in_flight_than_queue_size);
 	tcase_add_test(bad, test_malformed_packed_list_longer_than_ring);
 	tcase_add_test(bad, test_malformed_packed_partial_list);
 	tcase_add_test(bad, test_malformed_packed_indirect_inside_list);

@@ -444,6 +444,123 @@ START_TEST(test_2_7_queue_size_must_be_power_of_2)
 	ck_assert_int_eq(virtq_enable(&q, &drv.mem, false, false, false), -EINVAL);
 	q.size = 4;
 	ck_assert_int_eq(virtq_enable(&q, &drv.mem, false, false, false), 0);
+	virtq_reset(&q);
+}
+END_TEST
+
+/* ---- chains in flight (§2.7.13): at most one per head, so at most
+ * the queue size; issue 14 ---- */
+
+/* A driver that keeps every descriptor in flight and gets them back out
+ * of order, reusing each at once: never taken for a broken one. */
+START_TEST(test_2_7_queue_size_chains_in_flight_returned_out_of_order)
+{
+	unsigned seed = 4242, round, i, k;
+	uint64_t out = vtd_alloc(&drv, 64, 8);
+	struct vtd_sg sg[2] = { { out, 32, true }, { out + 32, 32, true } };
+	int heads[QSIZE];
+	uint32_t id, len;
+
+	bring_up(F_INDIRECT);
+	__atomic_store_n(&echo.defer, 1, __ATOMIC_SEQ_CST);
+	for (i = 0; i < QSIZE; i++) {
+		heads[i] = vtd_vq_add(&vq, sg, 1 + i % 2, i % 2);
+		ck_assert_int_ge(heads[i], 0);
+	}
+	vtd_kick(&drv, 0);
+	ck_assert_uint_eq(vtd_echo_nr_deferred(&echo), QSIZE);
+	/* The last one taken comes back first. */
+	ck_assert_int_eq(vtd_echo_complete(&echo, QSIZE - 1), heads[QSIZE - 1]);
+	ck_assert_int_eq(vtd_vq_get_used(&vq, &id, &len), 1);
+	ck_assert_uint_eq(id, (uint32_t)heads[QSIZE - 1]);
+	ck_assert_int_ge(vtd_vq_add(&vq, sg, 1, false), 0);
+	vtd_kick(&drv, 0);
+	for (round = 0; round < 3000; round++) {
+		unsigned n = 1 + (unsigned)rand_r(&seed) % QSIZE;
+
+		ck_assert_uint_eq(vtd_echo_nr_deferred(&echo), QSIZE);
+		for (k = 0; k < n; k++)
+			ck_assert_int_ge(vtd_echo_complete(&echo,
+				(unsigned)rand_r(&seed) %
+					vtd_echo_nr_deferred(&echo)), 0);
+		for (k = 0; k < n; k++) {
+			ck_assert_int_eq(vtd_vq_get_used(&vq, &id, &len), 1);
+			ck_assert_int_ge(vtd_vq_add(&vq, sg, 1 + k % 2, k % 2),
+					 0);
+		}
+		vtd_kick(&drv, 0);
+		ck_assert(!needs_reset());
+	}
+	ck_assert_uint_eq(vtd_echo_nr_deferred(&echo), QSIZE);
+	ck_assert_uint_eq(DEV->queues[0].nr_inflight, QSIZE);
+	ck_assert_uint_eq(DEV->queues[0].inflight_peak, QSIZE);
+	ck_assert_uint_eq(echo.deferred_peak, QSIZE);
+}
+END_TEST
+
+/* Returning a chain that is not in flight is a device bug: refused, and
+ * the used ring stays as it was. */
+START_TEST(test_2_7_push_of_chain_not_in_flight_leaves_ring_alone)
+{
+	static struct virtq_elem elem;
+	struct virtq *q = &DEV->queues[0];
+	uint64_t out = vtd_alloc(&drv, 4, 4);
+	struct vtd_sg sg = { out, 4, true };
+	uint8_t used[6 + 8 * QSIZE];
+
+	bring_up(0);
+	ck_assert_int_ge(vtd_vq_add(&vq, &sg, 1, false), 0);
+	ck_assert_int_eq(virtq_pop(q, &elem), 1);
+	ck_assert_uint_eq(q->nr_inflight, 1);
+	ck_assert_int_eq(virtq_push(q, &elem, 4), 0);
+	ck_assert_uint_eq(q->nr_inflight, 0);
+	memcpy(used, vtd_ptr(&drv, vq.device, sizeof(used)), sizeof(used));
+	/* Twice, and one never taken. */
+	ck_assert_int_eq(virtq_push(q, &elem, 4), -EINVAL);
+	elem.id = 5;
+	ck_assert_int_eq(virtq_push(q, &elem, 4), -EINVAL);
+	ck_assert_mem_eq(vtd_ptr(&drv, vq.device, sizeof(used)), used,
+			 sizeof(used));
+	ck_assert_uint_eq(q->nr_inflight, 0);
+	ck_assert_uint_eq(q->nr_used, 1);
+	/* Through the core it also stops the device. */
+	ck_assert_int_eq(virtio_queue_push(DEV, 0, &elem, 4), -EINVAL);
+	ck_assert(needs_reset());
+	ck_assert_mem_eq(vtd_ptr(&drv, vq.device, sizeof(used)), used,
+			 sizeof(used));
+}
+END_TEST
+
+/* §2.4: a reset (and a queue set up again) forgets what was in flight:
+ * the driver may make the same head available again. */
+START_TEST(test_2_7_reset_forgets_chains_in_flight)
+{
+	uint64_t out = vtd_alloc(&drv, 4, 4);
+	struct vtd_sg sg = { out, 4, true };
+	int head;
+
+	bring_up(0);
+	__atomic_store_n(&echo.defer, 1, __ATOMIC_SEQ_CST);
+	head = vtd_vq_add(&vq, &sg, 1, false);
+	vtd_kick(&drv, 0);
+	ck_assert_uint_eq(DEV->queues[0].nr_inflight, 1);
+	virtio_reset(DEV);
+	ck_assert_uint_eq(DEV->queues[0].nr_inflight, 0);
+	ck_assert_ptr_null(DEV->queues[0].inflight);
+	vtd_vq_destroy(&vq);
+	bring_up(0);
+	ck_assert_int_eq(vtd_vq_add(&vq, &sg, 1, false), head);
+	vtd_kick(&drv, 0);
+	ck_assert(!needs_reset());
+	ck_assert_uint_eq(vtd_echo_nr_deferred(&echo), 1);
+	/* The queue disabled and set up again on the same rings: the device
+	 * starts over at avail entry 0, the same head, now free. */
+	virtio_queue_disable(DEV, 0);
+	ck_assert_int_eq(vtd_setup_queue(&drv, 0, &vq), 0);
+	ck_assert_uint_eq(DEV->queues[0].nr_inflight, 0);
+	vtd_kick(&drv, 0);
+	ck_assert(!needs_reset());
+	ck_assert_uint_eq(DEV->queues[0].nr_inflight, 1);
 }
 END_TEST
 
@@ -662,6 +779,38 @@ START_TEST(test_malformed_avail_idx_runs_ahead)
 }
 END_TEST
 
+/* §2.7.13: a driver places buffers in free descriptors only, so a head
+ * the device still holds cannot come again: one chain made available
+ * over and over would stand for any number of requests (issue 14). */
+START_TEST(test_malformed_head_made_available_while_in_flight)
+{
+	uint64_t out = vtd_alloc(&drv, 4, 4);
+	struct vtd_sg sg = { out, 4, true };
+	unsigned cfg;
+	int head;
+
+	bring_up(0);
+	__atomic_store_n(&echo.defer, 1, __ATOMIC_SEQ_CST);
+	head = vtd_vq_add(&vq, &sg, 1, false);
+	ck_assert_int_ge(head, 0);
+	vtd_split_publish(&vq, (uint16_t)head);
+	cfg = vtd_config_irqs(&drv);
+	vtd_kick(&drv, 0);
+	ck_assert(needs_reset());
+	ck_assert_int_eq(echo.last_pop, -EBUSY);
+	/* The first was taken, the second was not. */
+	ck_assert_uint_eq(vtd_echo_nr_deferred(&echo), 1);
+	ck_assert_uint_eq(DEV->queues[0].nr_inflight, 1);
+	/* §2.1.2: DRIVER_OK is set, so a configuration change notification. */
+	ck_assert_uint_eq(vtd_config_irqs(&drv), cfg + 1);
+	/* And it stays broken: more of the same is not looked at. */
+	vtd_split_publish(&vq, (uint16_t)head);
+	vtd_kick(&drv, 0);
+	ck_assert_uint_eq(vtd_echo_nr_deferred(&echo), 1);
+	ck_assert_uint_eq(vtd_split_used_idx(&vq), 0);
+}
+END_TEST
+
 START_TEST(test_malformed_then_reset_recovers)
 {
 	uint32_t id, len;
@@ -705,7 +854,7 @@ START_TEST(test_malformed_random_split_rings)
 	static struct virtq_elem elem;
 	unsigned total = 0, broken = 0;
 	unsigned seed = 12345, round, i;
-	struct virtq q;
+	struct virtq q = { 0 };
 	uint64_t table = vtd_alloc(&drv, 16 * 64, 16);
 	uint8_t *base = drv.mem.base;
 
@@ -716,7 +865,7 @@ START_TEST(test_malformed_random_split_rings)
 		struct virtq_desc *t = vtd_ptr(&drv, table, 16 * 64);
 		int ret, pops = 0;
 
-		memset(&q, 0, sizeof(q));
+		virtq_reset(&q);
 		q.max_size = q.size = QSIZE;
 		q.desc_addr = vq.desc;
 		q.driver_addr = vq.driver;
@@ -757,6 +906,7 @@ START_TEST(test_malformed_random_split_rings)
 		ck_assert_int_le(ret, 0);
 		broken += ret < 0;
 	}
+	virtq_reset(&q);
 	/* Both outcomes were exercised. */
 	ck_assert_uint_gt(total, 100);
 	ck_assert_uint_gt(broken, 100);
@@ -790,6 +940,9 @@ static Suite *virtio_split_suite(void)
 	tcase_add_test(tc, test_2_7_10_no_lost_notifications_with_flags);
 	tcase_add_test(tc, test_2_7_ring_wraps_past_65535);
 	tcase_add_test(tc, test_2_7_queue_size_must_be_power_of_2);
+	tcase_add_test(tc, test_2_7_queue_size_chains_in_flight_returned_out_of_order);
+	tcase_add_test(tc, test_2_7_push_of_chain_not_in_flight_leaves_ring_alone);
+	tcase_add_test(tc, test_2_7_reset_forgets_chains_in_flight);
 	suite_add_tcase(s, tc);
 
 	tcase_add_checked_fixture(bad, setup, teardown);
@@ -811,6 +964,7 @@ static Suite *virtio_split_suite(void)
 	tcase_add_test(bad, test_malformed_indirect_loop);
 	tcase_add_test(bad, test_malformed_indirect_next_out_of_table);
 	tcase_add_test(bad, test_malformed_avail_idx_runs_ahead);
+	tcase_add_test(bad, test_malformed_head_made_available_while_in_flight);
 	tcase_add_test(bad, test_malformed_then_reset_recovers);
 	tcase_add_test(bad, test_malformed_random_split_rings);
 	suite_add_tcase(s, bad);

@@ -531,6 +531,23 @@ static int echo_validate(struct virtio_device *dev, uint64_t features)
 	return 0;
 }
 
+/* Deferred mode: pop into held slots, return nothing. */
+static void echo_defer(struct vtd_echo *e, unsigned qidx)
+{
+	while (e->nr_deferred < VTD_ECHO_MAX_DEFERRED) {
+		struct virtq_elem **slot = &e->deferred[e->nr_deferred];
+
+		if (!*slot && !(*slot = malloc(sizeof(**slot))))
+			break;
+		e->last_pop = virtio_queue_pop(&e->vdev, qidx, *slot);
+		if (e->last_pop <= 0)
+			break;
+		e->deferred_q[e->nr_deferred++] = qidx;
+		if (e->nr_deferred > e->deferred_peak)
+			e->deferred_peak = e->nr_deferred;
+	}
+}
+
 static void echo_queue_notify(struct virtio_device *dev, unsigned qidx)
 {
 	struct vtd_echo *e = to_echo(dev);
@@ -540,6 +557,11 @@ static void echo_queue_notify(struct virtio_device *dev, unsigned qidx)
 	while (__atomic_load_n(&e->hold, __ATOMIC_SEQ_CST))
 		sched_yield();
 	e->notifies++;
+	if (__atomic_load_n(&e->defer, __ATOMIC_SEQ_CST)) {
+		echo_defer(e, qidx);
+		__atomic_store_n(&e->in_notify, 0, __ATOMIC_SEQ_CST);
+		return;
+	}
 	for (;;) {
 		uint8_t buf[4096];
 		size_t n, written = 0;
@@ -584,6 +606,7 @@ static int echo_activate(struct virtio_device *dev)
 static void echo_reset(struct virtio_device *dev)
 {
 	to_echo(dev)->resets++;
+	to_echo(dev)->nr_deferred = 0; /* §2.4: dropped, not returned */
 }
 
 static const struct virtio_device_ops echo_ops = {
@@ -617,6 +640,47 @@ int vtd_echo_init(struct vtd_echo *e, struct vtd *drv, unsigned nr_queues,
 void vtd_echo_destroy(struct vtd_echo *e)
 {
 	virtio_device_destroy(&e->vdev);
+	for (unsigned i = 0; i < VTD_ECHO_MAX_DEFERRED; i++) {
+		free(e->deferred[i]);
+		e->deferred[i] = NULL;
+	}
+	e->nr_deferred = 0;
+}
+
+int vtd_echo_complete(struct vtd_echo *e, unsigned i)
+{
+	struct virtq_elem *elem;
+	unsigned q, last;
+	int ret = -ENOENT;
+
+	pthread_mutex_lock(&e->vdev.loop.lock);
+	if (i < e->nr_deferred) {
+		elem = e->deferred[i];
+		q = e->deferred_q[i];
+		ret = virtio_queue_push(&e->vdev, q, elem, 0);
+		if (ret == 0) {
+			ret = elem->id;
+			virtio_queue_notify_driver(&e->vdev, q);
+		}
+		/* Keep the allocation as a spare past the held ones. */
+		last = --e->nr_deferred;
+		e->deferred[i] = e->deferred[last];
+		e->deferred_q[i] = e->deferred_q[last];
+		e->deferred[last] = elem;
+		e->handled++;
+	}
+	pthread_mutex_unlock(&e->vdev.loop.lock);
+	return ret;
+}
+
+unsigned vtd_echo_nr_deferred(struct vtd_echo *e)
+{
+	unsigned n;
+
+	pthread_mutex_lock(&e->vdev.loop.lock);
+	n = e->nr_deferred;
+	pthread_mutex_unlock(&e->vdev.loop.lock);
+	return n;
 }
 
 void vtd_echo_change_config(struct vtd_echo *e, uint8_t value)

@@ -132,6 +132,7 @@ uint16_t vtd_packed_device_event_flags(struct vtd_vq *vq);
 #define VTD_ECHO_F_BASE  0
 #define VTD_ECHO_F_NEEDS 1
 #define VTD_ECHO_CONFIG_SIZE 16
+#define VTD_ECHO_MAX_DEFERRED 256
 
 struct vtd_echo {
 	struct virtio_device vdev;
@@ -142,6 +143,15 @@ struct vtd_echo {
 	/* While set, queue_notify blocks until cleared (reset tests). */
 	volatile int hold;
 	volatile int in_notify;
+	/* While |defer| is set, queue_notify keeps what it pops in flight
+	 * (a device whose backend is slow), up to VTD_ECHO_MAX_DEFERRED
+	 * buffers; vtd_echo_complete() returns them, in any order.  A reset
+	 * drops them unreturned (§2.4). */
+	volatile int defer;
+	unsigned nr_deferred;          /* held now: deferred[0..nr) */
+	unsigned deferred_peak;        /* most held at once */
+	unsigned deferred_q[VTD_ECHO_MAX_DEFERRED];
+	struct virtq_elem *deferred[VTD_ECHO_MAX_DEFERRED]; /* and spares */
 };
 
 int vtd_echo_init(struct vtd_echo *e, struct vtd *drv, unsigned nr_queues,
@@ -149,5 +159,12 @@ int vtd_echo_init(struct vtd_echo *e, struct vtd *drv, unsigned nr_queues,
 void vtd_echo_destroy(struct vtd_echo *e);
 /* Change config byte 0 the way a device would (bumps the generation). */
 void vtd_echo_change_config(struct vtd_echo *e, uint8_t value);
+/* Deferred mode: return held buffer |i| (< nr_deferred; 0 bytes
+ * written) and notify the driver, under the device's lock.  Held buffers
+ * are renumbered: the last one takes |i|'s place.  Returns the buffer's
+ * id, or a negative errno (-ENOENT: no such buffer; a failed push). */
+int vtd_echo_complete(struct vtd_echo *e, unsigned i);
+/* Held buffers now, read under the device's lock. */
+unsigned vtd_echo_nr_deferred(struct vtd_echo *e);
 
 #endif
