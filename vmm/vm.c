@@ -485,7 +485,7 @@ int vm_create(struct vm *vm, const struct vm_config *cfg, char *err,
 				     &format, err, errlen);
 		vm->kernel_format = format;
 		if (rc) {
-			vm->bad_input = rc != -ENOMEM && rc != -EFAULT;
+			vm->bad_input = x86_load_bad_input(rc);
 			return rc;
 		}
 		/* Optional: names guest code in emulation-failure reports

@@ -16,12 +16,35 @@
 #include <lzma.h>
 #include <zlib.h>
 #include <zstd.h>
+#include <zstd_errors.h>
 
 /* The lz4 "legacy" frame the kernel build writes (lz4 -l): a magic word,
  * then blocks of [le32 compressed size][LZ4 block], each block unpacking
  * to at most 8 MiB. */
 #define LZ4_LEGACY_MAGIC      0x184C2102U
 #define LZ4_LEGACY_BLOCK_MAX  (8U << 20)
+
+/* Decoder memory, which a stream's header asks for before any data: a
+ * 2 KiB payload could otherwise make kite allocate gigabytes.
+ *
+ * xz and lzma: the dictionary is nearly all of it.  The largest any
+ * preset uses is 64 MiB (-9, 65 MiB to decode), which is what the kernel
+ * build's lzma (-9) writes; its xz uses 32 MiB (scripts/xz_wrap.sh), as
+ * does Debian's.  Twice the largest preset leaves room for custom
+ * settings.
+ *
+ * zstd: the window.  The kernel build's -22 --ultra uses 2^27 (128 MiB),
+ * the most any level uses without --long; Debian's initrd uses 4 MiB.
+ * 2^27 is also libzstd's own default limit.
+ *
+ * gzip's window is 32 KiB by format and lz4's legacy blocks 8 MiB. */
+#define LZMA_MEMLIMIT         (128ULL << 20)
+#define ZSTD_WINDOW_LOG_MAX   27
+
+/* A size word claiming more than this times the payload is not used to
+ * size the output up front (a 2 KiB payload would reserve 1 GiB): real
+ * kernels compress 3-10 times. */
+#define UNPACK_HINT_RATIO     64
 
 enum kernel_compression kernel_compression_detect(const uint8_t *in,
 						  size_t len)
@@ -64,13 +87,22 @@ const char *kernel_compression_name(enum kernel_compression comp)
 	return "unknown";
 }
 
-/* A growing output buffer, capped at KERNEL_UNPACK_MAX_SIZE. */
+/* A growing output buffer, capped at |max| (at most
+ * KERNEL_UNPACK_MAX_SIZE): the output of a small stream is not bounded
+ * by its size. */
 struct outbuf {
 	uint8_t *data;
 	size_t len;
 	size_t cap;
+	size_t max;
 	size_t in_used; /* input bytes the stream took (gzip, xz, lzma, zstd) */
 };
+
+static size_t clamp_max(uint64_t max)
+{
+	return max < KERNEL_UNPACK_MAX_SIZE ? (size_t)max
+					    : (size_t)KERNEL_UNPACK_MAX_SIZE;
+}
 
 static int outbuf_reserve(struct outbuf *o, size_t room)
 {
@@ -79,14 +111,14 @@ static int outbuf_reserve(struct outbuf *o, size_t room)
 
 	if (o->cap - o->len >= room)
 		return 0;
-	if (room > KERNEL_UNPACK_MAX_SIZE - o->len)
-		room = KERNEL_UNPACK_MAX_SIZE - o->len;
+	if (room > o->max - o->len)
+		room = o->max - o->len;
 	if (room == 0)
 		return -EFBIG;
 	while (cap - o->len < room)
 		cap *= 2;
-	if (cap > KERNEL_UNPACK_MAX_SIZE)
-		cap = KERNEL_UNPACK_MAX_SIZE;
+	if (cap > o->max)
+		cap = o->max;
 	p = realloc(o->data, cap);
 	if (!p)
 		return -ENOMEM;
@@ -95,13 +127,26 @@ static int outbuf_reserve(struct outbuf *o, size_t room)
 	return 0;
 }
 
+/* The reason for an outbuf failure. */
+static int outbuf_fail(const struct outbuf *o, int rc, const char *name,
+		       char *err, size_t errlen)
+{
+	if (rc == -EFBIG)
+		snprintf(err, errlen, "%s: unpacks to more than %zu MiB", name,
+			 o->max >> 20);
+	else
+		snprintf(err, errlen, "%s: %s", name, strerror(-rc));
+	return rc;
+}
+
 /* Room to offer the decoder next: whatever is free, at least 1 MiB. */
-static int outbuf_room(struct outbuf *o, size_t *room)
+static int outbuf_room(struct outbuf *o, size_t *room, const char *name,
+		       char *err, size_t errlen)
 {
 	int rc = outbuf_reserve(o, o->cap > o->len ? 1 : (1U << 20));
 
 	*room = o->cap - o->len;
-	return rc;
+	return rc ? outbuf_fail(o, rc, name, err, errlen) : 0;
 }
 
 static int unpack_gzip(const uint8_t *in, size_t len, struct outbuf *o,
@@ -126,7 +171,7 @@ static int unpack_gzip(const uint8_t *in, size_t len, struct outbuf *o,
 		uInt chunk;
 		int zr;
 
-		rc = outbuf_room(o, &room);
+		rc = outbuf_room(o, &room, "gzip", err, errlen);
 		if (rc)
 			break;
 		chunk = room > UINT_MAX ? UINT_MAX : (uInt)room;
@@ -164,8 +209,8 @@ static int unpack_liblzma(const uint8_t *in, size_t len, bool xz,
 
 	/* Without LZMA_CONCATENATED the decoder stops after the first
 	 * stream, so the appended size word is ignored. */
-	lr = xz ? lzma_stream_decoder(&s, UINT64_MAX, 0)
-		: lzma_alone_decoder(&s, UINT64_MAX);
+	lr = xz ? lzma_stream_decoder(&s, LZMA_MEMLIMIT, 0)
+		: lzma_alone_decoder(&s, LZMA_MEMLIMIT);
 	if (lr != LZMA_OK) {
 		snprintf(err, errlen, "%s: cannot initialise liblzma", name);
 		return -ENOMEM;
@@ -175,7 +220,7 @@ static int unpack_liblzma(const uint8_t *in, size_t len, bool xz,
 	for (;;) {
 		size_t room;
 
-		rc = outbuf_room(o, &room);
+		rc = outbuf_room(o, &room, name, err, errlen);
 		if (rc)
 			break;
 		s.next_out = o->data + o->len;
@@ -194,6 +239,11 @@ static int unpack_liblzma(const uint8_t *in, size_t len, bool xz,
 		} else if (lr == LZMA_MEM_ERROR) {
 			snprintf(err, errlen, "%s: out of memory", name);
 			rc = -ENOMEM;
+		} else if (lr == LZMA_MEMLIMIT_ERROR) {
+			snprintf(err, errlen, "%s data needs %" PRIu64 " MiB of "
+				 "decoder memory (limit %llu MiB)", name,
+				 lzma_memusage(&s) >> 20, LZMA_MEMLIMIT >> 20);
+			rc = -E2BIG;
 		} else {
 			snprintf(err, errlen, "%s: corrupt data (liblzma error %d)",
 				 name, (int)lr);
@@ -203,6 +253,35 @@ static int unpack_liblzma(const uint8_t *in, size_t len, bool xz,
 	}
 	lzma_end(&s);
 	return rc;
+}
+
+/* The window a zstd frame header asks for (RFC 8878 §3.1.1.1): 0 when
+ * the header is incomplete. */
+static uint64_t zstd_frame_window(const uint8_t *in, size_t len)
+{
+	static const unsigned dict_id_len[4] = { 0, 1, 2, 4 };
+	static const unsigned fcs_len[4] = { 0, 2, 4, 8 };
+	uint8_t fhd;
+	size_t pos, n;
+	uint64_t fcs = 0;
+
+	if (len < 6)
+		return 0;
+	fhd = in[4];
+	if (!(fhd & 0x20)) { /* Window_Descriptor */
+		unsigned exp = in[5] >> 3, mant = in[5] & 7;
+		uint64_t base = 1ULL << (10 + exp);
+
+		return base + base / 8 * mant;
+	}
+	/* Single segment: the window is the frame content size. */
+	pos = 5 + dict_id_len[fhd & 3];
+	n = fcs_len[fhd >> 6] ? fcs_len[fhd >> 6] : 1;
+	if (len < pos + n)
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		fcs |= (uint64_t)in[pos + i] << (8 * i);
+	return n == 2 ? fcs + 256 : fcs;
 }
 
 static int unpack_zstd(const uint8_t *in, size_t len, struct outbuf *o,
@@ -216,19 +295,31 @@ static int unpack_zstd(const uint8_t *in, size_t len, struct outbuf *o,
 		snprintf(err, errlen, "zstd: cannot initialise libzstd");
 		return -ENOMEM;
 	}
-	/* zstd -22 --ultra (the kernel build) may use windows past the
-	 * library's default 128 MiB limit; 2^30 covers every level. */
-	ZSTD_DCtx_setParameter(dctx, ZSTD_d_windowLogMax, 30);
+	if (ZSTD_isError(ZSTD_DCtx_setParameter(dctx, ZSTD_d_windowLogMax,
+						ZSTD_WINDOW_LOG_MAX))) {
+		ZSTD_freeDCtx(dctx);
+		snprintf(err, errlen, "zstd: cannot limit the window");
+		return -ENOMEM;
+	}
 	for (;;) {
 		size_t room, zr;
 		ZSTD_outBuffer ob;
 
-		rc = outbuf_room(o, &room);
+		rc = outbuf_room(o, &room, "zstd", err, errlen);
 		if (rc)
 			break;
 		ob = (ZSTD_outBuffer){ o->data + o->len, room, 0 };
 		zr = ZSTD_decompressStream(dctx, &ob, &ib);
 		o->len += ob.pos;
+		if (ZSTD_isError(zr) &&
+		    ZSTD_getErrorCode(zr) == ZSTD_error_frameParameter_windowTooLarge) {
+			snprintf(err, errlen, "zstd data needs %" PRIu64 " MiB of "
+				 "decoder memory (limit %u MiB)",
+				 zstd_frame_window(in, len) >> 20,
+				 1U << (ZSTD_WINDOW_LOG_MAX - 20));
+			rc = -E2BIG;
+			break;
+		}
 		if (ZSTD_isError(zr)) {
 			snprintf(err, errlen, "zstd: corrupt data (%s)",
 				 ZSTD_getErrorName(zr));
@@ -286,14 +377,15 @@ static int unpack_lz4_legacy(const uint8_t *in, size_t len, struct outbuf *o,
 		}
 		pos += 4;
 		rc = outbuf_reserve(o, LZ4_LEGACY_BLOCK_MAX);
-		if (rc) {
-			snprintf(err, errlen, "lz4: %s", strerror(-rc));
-			return rc;
-		}
+		if (rc)
+			return outbuf_fail(o, rc, "lz4", err, errlen);
 		room = o->cap - o->len;
 		n = LZ4_decompress_safe((const char *)in + pos,
 					(char *)o->data + o->len, (int)bsz,
 					room > INT_MAX ? INT_MAX : (int)room);
+		/* A block that needs more room than the cap left it. */
+		if (n < 0 && room < LZ4_LEGACY_BLOCK_MAX)
+			return outbuf_fail(o, -EFBIG, "lz4", err, errlen);
 		if (n < 0) {
 			snprintf(err, errlen, "lz4: corrupt data in block %u",
 				 blocks);
@@ -310,12 +402,13 @@ static int unpack_lz4_legacy(const uint8_t *in, size_t len, struct outbuf *o,
 	return 0;
 }
 
-int kernel_unpack(const uint8_t *in, size_t len, uint8_t **out,
-		  size_t *out_len, enum kernel_compression *comp_out,
-		  char *err, size_t errlen)
+int kernel_unpack_max(const uint8_t *in, size_t len, uint64_t max,
+		      uint8_t **out, size_t *out_len,
+		      enum kernel_compression *comp_out, char *err,
+		      size_t errlen)
 {
 	enum kernel_compression comp = kernel_compression_detect(in, len);
-	struct outbuf o = { NULL, 0, 0, 0 };
+	struct outbuf o = { .max = clamp_max(max) };
 	int rc;
 
 	if (comp_out)
@@ -339,18 +432,20 @@ int kernel_unpack(const uint8_t *in, size_t len, uint8_t **out,
 	}
 
 	/* Size the buffer from the appended size word, plus slack so the
-	 * decoder can report the end without a final reallocation. */
+	 * decoder can report the end without a final reallocation.  The
+	 * word is not trusted: past the cap, or past what any kernel
+	 * compresses to (xz: 8x; UNPACK_HINT_RATIO), the buffer grows as
+	 * the data needs instead. */
 	if (len >= 8) {
 		uint32_t hint = le32(in + len - 4);
 
-		if (hint <= KERNEL_UNPACK_MAX_SIZE - (64U << 10)) {
+		if (o.max >= (64U << 10) && hint <= o.max - (64U << 10) &&
+		    hint / UNPACK_HINT_RATIO <= len) {
 			rc = outbuf_reserve(&o, (size_t)hint + (64U << 10));
-			if (rc) {
-				snprintf(err, errlen, "%s: %s",
-					 kernel_compression_name(comp),
-					 strerror(-rc));
-				return rc;
-			}
+			if (rc)
+				return outbuf_fail(&o, rc,
+						   kernel_compression_name(comp),
+						   err, errlen);
 		}
 	}
 
@@ -373,10 +468,6 @@ int kernel_unpack(const uint8_t *in, size_t len, uint8_t **out,
 		rc = -ENOEXEC;
 		break;
 	}
-	if (rc == -EFBIG || rc == -ENOMEM)
-		snprintf(err, errlen, "%s: %s", kernel_compression_name(comp),
-			 rc == -EFBIG ? "unpacked kernel exceeds 1 GiB"
-				      : "out of memory");
 	if (rc == 0 && o.len == 0) {
 		snprintf(err, errlen, "%s: no data", kernel_compression_name(comp));
 		rc = -ENOEXEC;
@@ -388,6 +479,14 @@ int kernel_unpack(const uint8_t *in, size_t len, uint8_t **out,
 	*out = o.data;
 	*out_len = o.len;
 	return 0;
+}
+
+int kernel_unpack(const uint8_t *in, size_t len, uint8_t **out,
+		  size_t *out_len, enum kernel_compression *comp_out,
+		  char *err, size_t errlen)
+{
+	return kernel_unpack_max(in, len, KERNEL_UNPACK_MAX_SIZE, out, out_len,
+				 comp_out, err, errlen);
 }
 
 /* ---- cache ------------------------------------------------------------- */
@@ -449,17 +548,20 @@ static int make_dirs(const char *dir)
 	return 0;
 }
 
-static int cache_read(const char *path, uint8_t **out, size_t *out_len)
+/* A cache entry: a regular file of at most |max| bytes (O_NONBLOCK: a
+ * FIFO in its place must not block the open). */
+static int cache_read(const char *path, size_t max, uint8_t **out,
+		      size_t *out_len)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOFOLLOW);
 	struct stat st;
 	uint8_t *buf;
 	size_t done = 0;
 
 	if (fd < 0)
 		return -errno;
-	if (fstat(fd, &st) < 0 || st.st_size <= 0 ||
-	    (uint64_t)st.st_size > KERNEL_UNPACK_MAX_SIZE) {
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size <= 0 ||
+	    (uint64_t)st.st_size > max) {
 		close(fd);
 		return -EINVAL;
 	}
@@ -584,8 +686,8 @@ static bool worth_caching(enum kernel_compression comp)
 	       comp == KERNEL_COMP_GZIP;
 }
 
-int kernel_unpack_cached(const uint8_t *in, size_t len, const char *cache_dir,
-			 uint8_t **out, size_t *out_len,
+int kernel_unpack_cached(const uint8_t *in, size_t len, uint64_t max,
+			 const char *cache_dir, uint8_t **out, size_t *out_len,
 			 enum kernel_compression *comp, bool *hit,
 			 char *err, size_t errlen)
 {
@@ -603,7 +705,7 @@ int kernel_unpack_cached(const uint8_t *in, size_t len, const char *cache_dir,
 	 * entries of exactly that size are written or believed. */
 	if (use_cache && (len < 8 || !size_word_matches(in, len, 0)))
 		use_cache = false;
-	if (use_cache && cache_read(path, out, out_len) == 0) {
+	if (use_cache && cache_read(path, clamp_max(max), out, out_len) == 0) {
 		if (size_word_matches(in, len, *out_len)) {
 			utimensat(AT_FDCWD, path, NULL, 0); /* recently used */
 			if (comp)
@@ -615,7 +717,7 @@ int kernel_unpack_cached(const uint8_t *in, size_t len, const char *cache_dir,
 		*out = NULL;
 		unlink(path);
 	}
-	rc = kernel_unpack(in, len, out, out_len, comp, err, errlen);
+	rc = kernel_unpack_max(in, len, max, out, out_len, comp, err, errlen);
 	if (rc == 0 && use_cache && size_word_matches(in, len, *out_len) &&
 	    make_dirs(cache_dir) == 0) {
 		cache_write(path, *out, *out_len);
@@ -700,18 +802,17 @@ static int outbuf_append(struct outbuf *o, const uint8_t *p, size_t n)
 	return 0;
 }
 
-int initrd_unpack(const uint8_t *in, size_t len, uint8_t **out,
-		  size_t *out_len, char *err, size_t errlen)
+int initrd_unpack_max(const uint8_t *in, size_t len, uint64_t max,
+		      uint8_t **out, size_t *out_len, char *err, size_t errlen)
 {
 	static const uint8_t zeros[4];
-	struct outbuf o = { NULL, 0, 0, 0 };
+	struct outbuf o = { .max = clamp_max(max) };
 	bool unpacked = false;
 	size_t p = 0;
 	int rc = 0;
 
 	while (p < len && !rc) {
 		enum kernel_compression comp;
-		struct outbuf seg = { NULL, 0, 0, 0 };
 		size_t n;
 
 		if (in[p] == 0) { /* padding between segments */
@@ -720,8 +821,10 @@ int initrd_unpack(const uint8_t *in, size_t len, uint8_t **out,
 		}
 		/* Each archive starts 4-aligned, as the kernel wants. */
 		rc = outbuf_append(&o, zeros, (4 - o.len % 4) % 4);
-		if (rc)
+		if (rc) {
+			outbuf_fail(&o, rc, "initrd", err, errlen);
 			break;
+		}
 		if (is_newc(in + p, len - p)) {
 			n = cpio_archive_len(in + p, len - p);
 			if (!n) {
@@ -730,21 +833,26 @@ int initrd_unpack(const uint8_t *in, size_t len, uint8_t **out,
 				break;
 			}
 			rc = outbuf_append(&o, in + p, n);
+			if (rc)
+				outbuf_fail(&o, rc, "initrd", err, errlen);
 			p += n;
 			continue;
 		}
+		/* Streams unpack straight after what is there: the whole
+		 * output stays within o.max. */
+		o.in_used = 0;
 		comp = kernel_compression_detect(in + p, len - p);
 		switch (comp) {
 		case KERNEL_COMP_GZIP:
-			rc = unpack_gzip(in + p, len - p, &seg, err, errlen);
+			rc = unpack_gzip(in + p, len - p, &o, err, errlen);
 			break;
 		case KERNEL_COMP_XZ:
 		case KERNEL_COMP_LZMA:
 			rc = unpack_liblzma(in + p, len - p, comp == KERNEL_COMP_XZ,
-					    &seg, err, errlen);
+					    &o, err, errlen);
 			break;
 		case KERNEL_COMP_ZSTD:
-			rc = unpack_zstd(in + p, len - p, &seg, err, errlen);
+			rc = unpack_zstd(in + p, len - p, &o, err, errlen);
 			break;
 		default:
 			snprintf(err, errlen, "initrd: %s data at byte %zu left to the guest",
@@ -752,15 +860,12 @@ int initrd_unpack(const uint8_t *in, size_t len, uint8_t **out,
 			rc = -ENOTSUP;
 			break;
 		}
-		if (!rc && (seg.in_used == 0 || seg.in_used > len - p)) {
+		if (!rc && (o.in_used == 0 || o.in_used > len - p)) {
 			snprintf(err, errlen, "initrd: %s stream at byte %zu has no end",
 				 kernel_compression_name(comp), p);
 			rc = -ENOEXEC;
 		}
-		if (!rc)
-			rc = outbuf_append(&o, seg.data, seg.len);
-		free(seg.data);
-		p += seg.in_used;
+		p += o.in_used;
 		unpacked = true;
 	}
 	if (!rc && !unpacked) {
@@ -774,4 +879,11 @@ int initrd_unpack(const uint8_t *in, size_t len, uint8_t **out,
 	*out = o.data;
 	*out_len = o.len;
 	return 0;
+}
+
+int initrd_unpack(const uint8_t *in, size_t len, uint8_t **out,
+		  size_t *out_len, char *err, size_t errlen)
+{
+	return initrd_unpack_max(in, len, KERNEL_UNPACK_MAX_SIZE, out, out_len,
+				 err, errlen);
 }

@@ -1,11 +1,14 @@
 #include "arch/x86/ksyms.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 /* No kernel function is this long. */
 #define KSYMS_MAX_FUNCTION 0x100000
@@ -19,13 +22,26 @@ static int by_addr(const void *a, const void *b)
 
 int ksyms_load(struct ksyms *k, const char *path)
 {
-	FILE *f = fopen(path, "re");
+	/* O_NONBLOCK and a regular file only: a FIFO named System.map-*
+	 * must not block kite in open() or read(). */
+	int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+	struct stat st;
 	char line[512];
 	size_t cap = 0;
+	FILE *f;
 
 	memset(k, 0, sizeof(*k));
-	if (!f)
+	if (fd < 0)
 		return -errno;
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		close(fd);
+		return -EINVAL;
+	}
+	f = fdopen(fd, "r");
+	if (!f) {
+		close(fd);
+		return -ENOMEM;
+	}
 	/* Lines: "ffffffff81000000 T _stext". */
 	while (fgets(line, sizeof(line), f)) {
 		char type, name[256];
@@ -72,7 +88,9 @@ static int load_next_to(struct ksyms *k, const char *kernel_path,
 	int dirlen = slash ? (int)(slash - kernel_path) : 1;
 	const char *dir = slash ? kernel_path : ".";
 
-	if (!kernel_version || sscanf(kernel_version, "%127s", version) != 1)
+	/* The version comes from the image: no path in it. */
+	if (!kernel_version || sscanf(kernel_version, "%127s", version) != 1 ||
+	    strchr(version, '/'))
 		return -ENOENT;
 	if (snprintf(path, sizeof(path), "%.*s/System.map-%s", dirlen, dir,
 		     version) >= (int)sizeof(path))

@@ -4,14 +4,11 @@
 #include "arch/x86/linux.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "arch/x86/elf.h"
 #include "arch/x86/kernel_unpack.h"
@@ -22,7 +19,6 @@ _Static_assert(sizeof(struct x86_setup_header) == 0x26C - 0x1F1,
 _Static_assert(sizeof(struct x86_hvm_start_info) == 56,
 	       "hvm_start_info version 1 is 56 bytes");
 
-#define KERNEL_FILE_MAX   (512ULL << 20)
 #define BOOT_AREA_END     0x100000ULL     /* boot structures live below */
 #define GIB4              0x100000000ULL
 #define PAGE_SIZE_4K      0x1000ULL
@@ -59,45 +55,6 @@ static double now_seconds(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static int read_whole_file(const char *path, uint8_t **buf, size_t *len)
-{
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	struct stat st;
-	size_t done = 0;
-	uint8_t *p;
-
-	if (fd < 0)
-		return -errno;
-	if (fstat(fd, &st) < 0) {
-		int rc = -errno;
-
-		close(fd);
-		return rc;
-	}
-	if (!S_ISREG(st.st_mode) || (uint64_t)st.st_size > KERNEL_FILE_MAX) {
-		close(fd);
-		return S_ISREG(st.st_mode) ? -EFBIG : -EINVAL;
-	}
-	p = malloc(st.st_size ? (size_t)st.st_size : 1);
-	if (!p) {
-		close(fd);
-		return -ENOMEM;
-	}
-	while (done < (size_t)st.st_size) {
-		ssize_t r = read(fd, p + done, (size_t)st.st_size - done);
-
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			break; /* shrank under us: use what was read */
-		done += (size_t)r;
-	}
-	close(fd);
-	*buf = p;
-	*len = done;
-	return 0;
 }
 
 int x86_setup_header_parse(const uint8_t *img, size_t len,
@@ -232,7 +189,9 @@ static int write_identity_page_tables(const struct guest_memory *mem)
 /* Load the initrd file, placed as e820_place_high() says.  With |unpack|
  * (the PVM profile), compressed archives are decompressed here first
  * (initrd_unpack()), so that a guest whose kernel code is emulated only
- * copies them; *file_size is the file's size either way. */
+ * copies them; *file_size is the file's size either way.  Neither the file
+ * nor what it unpacks to is held in memory beyond the guest's RAM: it
+ * could not fit there anyway. */
 static int load_initrd(const struct guest_memory *mem, const char *path,
 		       bool unpack, const struct e820_entry *map, unsigned nr,
 		       uint64_t kernel_end, uint64_t limit, uint64_t *gpa,
@@ -242,23 +201,32 @@ static int load_initrd(const struct guest_memory *mem, const char *path,
 	uint64_t low = (kernel_end + PAGE_SIZE_4K - 1) & ~(PAGE_SIZE_4K - 1);
 	uint8_t *data = NULL, *unpacked = NULL, *hva;
 	size_t len, unpacked_len;
-	char why[160];
+	char why[256];
 	int rc;
 
-	rc = x86_read_file(path, &data, &len);
-	if (rc) {
-		snprintf(err, errlen, "initrd '%s': %s", path,
-			 rc == -EINVAL ? "not a regular file" : strerror(-rc));
+	rc = x86_read_input("initrd", path, mem->total, "guest RAM", &data,
+			    &len, err, errlen);
+	if (rc)
 		return rc;
-	}
 	*file_size = len;
 	/* Anything initrd_unpack() cannot take goes to the guest as it is;
-	 * the guest kernel then reports what it finds. */
-	if (unpack && initrd_unpack(data, len, &unpacked, &unpacked_len, why,
-				    sizeof(why)) == 0) {
-		free(data);
-		data = unpacked;
-		len = unpacked_len;
+	 * the guest kernel then reports what it finds.  But what would
+	 * not fit in guest RAM unpacked, or needs more decoder memory than
+	 * kite grants, would fail in the guest too: say so here. */
+	if (unpack) {
+		rc = initrd_unpack_max(data, len, mem->total, &unpacked,
+				       &unpacked_len, why, sizeof(why));
+		if (rc == 0) {
+			free(data);
+			data = unpacked;
+			len = unpacked_len;
+		} else if (rc == -EFBIG || rc == -E2BIG) {
+			snprintf(err, errlen, "initrd '%s': %s%s", path, why,
+				 rc == -EFBIG && mem->total <
+				 KERNEL_UNPACK_MAX_SIZE ? " (guest RAM)" : "");
+			free(data);
+			return rc;
+		}
 	}
 	rc = e820_place_high(map, nr, (uint64_t)len, low, limit, gpa);
 	if (rc == 0)
@@ -411,17 +379,27 @@ static int load_bzimage_as_is(const struct guest_memory *mem,
 	if (h->relocatable_kernel && h->pref_address >= BOOT_AREA_END) {
 		uint64_t align = h->kernel_alignment ? h->kernel_alignment : HUGE_2M;
 
-		load = h->pref_address;
 		if (align & (align - 1))
 			align = HUGE_2M;
-		load = (load + align - 1) & ~(align - 1);
+		/* pref_address comes from the file: rounding it up must
+		 * not wrap to a low address. */
+		if (h->pref_address > UINT64_MAX - (align - 1)) {
+			snprintf(err, errlen, "pref_address 0x%" PRIx64
+				 " is outside guest memory", h->pref_address);
+			return -ERANGE;
+		}
+		load = (h->pref_address + align - 1) & ~(align - 1);
 	}
 	need = k->file_len - pm_off;
 	if (h->init_size > need)
 		need = h->init_size;
 	if (!guest_memory_is_ram(mem, load, need)) {
-		snprintf(err, errlen, "kernel at 0x%" PRIx64 "-0x%" PRIx64
-			 " is outside guest memory", load, load + need);
+		if (need > UINT64_MAX - load)
+			snprintf(err, errlen, "kernel at 0x%" PRIx64 " (0x%" PRIx64
+				 " bytes) is outside guest memory", load, need);
+		else
+			snprintf(err, errlen, "kernel at 0x%" PRIx64 "-0x%" PRIx64
+				 " is outside guest memory", load, load + need);
 		return -ERANGE;
 	}
 	guest_memory_write(mem, load, k->file + pm_off, k->file_len - pm_off);
@@ -459,11 +437,11 @@ int x86_linux_load(struct guest_memory *mem, const struct x86_linux_params *p,
 		snprintf(err, errlen, "no kernel given");
 		return -EINVAL;
 	}
-	rc = read_whole_file(kpath, &k.file, &k.file_len);
-	if (rc) {
-		snprintf(err, errlen, "kernel '%s': %s", kpath, strerror(-rc));
+	rc = x86_read_input("kernel", kpath, X86_KERNEL_FILE_MAX,
+			    "the most kite reads", &k.file, &k.file_len, err,
+			    errlen);
+	if (rc)
 		return rc;
-	}
 
 	/* Either a bare vmlinux ELF or a bzImage. */
 	if (elf64_is_elf(k.file, k.file_len)) {
@@ -532,8 +510,11 @@ int x86_linux_load(struct guest_memory *mem, const struct x86_linux_params *p,
 				cache = kernel_unpack_default_cache_dir(cache_buf,
 									sizeof(cache_buf));
 			t0 = now_seconds();
+			/* The unpacked vmlinux goes to guest RAM: no
+			 * larger output can be right. */
 			rc = kernel_unpack_cached(k.file + off,
-						  k.hdr.payload_length, cache,
+						  k.hdr.payload_length,
+						  mem->total, cache,
 						  &out, &out_len, &comp,
 						  &info->cache_hit, uerr,
 						  sizeof(uerr));
@@ -541,7 +522,10 @@ int x86_linux_load(struct guest_memory *mem, const struct x86_linux_params *p,
 			info->compression = kernel_compression_name(comp);
 			info->payload_size = k.hdr.payload_length;
 			if (rc) {
-				snprintf(why, sizeof(why), "%s", uerr);
+				snprintf(why, sizeof(why), "%s%s", uerr,
+					 rc == -EFBIG && mem->total <
+					 KERNEL_UNPACK_MAX_SIZE ?
+					 " (guest RAM)" : "");
 				goto fail;
 			}
 			k.unpacked = out;

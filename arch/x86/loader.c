@@ -3,6 +3,7 @@
 #include <elf.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,47 +16,111 @@
 #include "arch/x86/pvm.h"
 #include "vmm/log.h"
 
-#define MAX_IMAGE_SIZE (2ULL << 30)
-
-int x86_read_file(const char *path, uint8_t **data, size_t *size)
+static const char *file_type(mode_t mode)
 {
+	switch (mode & S_IFMT) {
+	case S_IFIFO: return "a FIFO";
+	case S_IFCHR: return "a character device";
+	case S_IFBLK: return "a block device";
+	case S_IFDIR: return "a directory";
+	case S_IFSOCK: return "a socket";
+	case S_IFLNK: return "a symbolic link";
+	}
+	return "of an unknown type";
+}
+
+int x86_open_input(const char *what, const char *path, int *fd_out,
+		   uint64_t *size, char *err, size_t errlen)
+{
+	/* O_NONBLOCK: open() of a FIFO would wait for a writer, of some
+	 * devices for carrier; a regular file ignores it. */
+	int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
 	struct stat st;
+	int rc;
+
+	if (fd < 0) {
+		rc = -errno;
+		snprintf(err, errlen, "%s '%s': %s", what, path, strerror(-rc));
+		return rc;
+	}
+	if (fstat(fd, &st) < 0) {
+		rc = -errno;
+		snprintf(err, errlen, "%s '%s': %s", what, path, strerror(-rc));
+		close(fd);
+		return rc;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		snprintf(err, errlen, "%s '%s': is %s, not a regular file", what,
+			 path, file_type(st.st_mode));
+		close(fd);
+		return S_ISDIR(st.st_mode) ? -EISDIR : -EINVAL;
+	}
+	/* /proc and most /sys files say 0 whatever they hold. */
+	if (st.st_size <= 0) {
+		snprintf(err, errlen, "%s '%s': is empty (or a /proc or /sys "
+			 "file, whose size is unknown)", what, path);
+		close(fd);
+		return -EINVAL;
+	}
+	*fd_out = fd;
+	*size = (uint64_t)st.st_size;
+	return 0;
+}
+
+int x86_read_input(const char *what, const char *path, uint64_t max,
+		   const char *max_what, uint8_t **data, size_t *size,
+		   char *err, size_t errlen)
+{
+	uint64_t len;
 	uint8_t *buf;
 	size_t done = 0;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	int fd, rc;
 
-	if (fd < 0)
-		return -errno;
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		int e = S_ISDIR(st.st_mode) ? -EISDIR : -EINVAL;
-
-		close(fd);
-		return e;
-	}
-	if ((uint64_t)st.st_size > MAX_IMAGE_SIZE) {
+	rc = x86_open_input(what, path, &fd, &len, err, errlen);
+	if (rc)
+		return rc;
+	/* Before any allocation: /proc/kcore says 128 TiB. */
+	if (len > max) {
+		snprintf(err, errlen, "%s '%s': %" PRIu64 " bytes, more than %s "
+			 "(%" PRIu64 " MiB)", what, path, len, max_what,
+			 max >> 20);
 		close(fd);
 		return -EFBIG;
 	}
-	buf = malloc(st.st_size ? (size_t)st.st_size : 1);
+	buf = malloc((size_t)len);
 	if (!buf) {
+		snprintf(err, errlen, "%s '%s': %" PRIu64 " bytes: out of memory",
+			 what, path, len);
 		close(fd);
 		return -ENOMEM;
 	}
-	while (done < (size_t)st.st_size) {
-		ssize_t n = read(fd, buf + done, (size_t)st.st_size - done);
+	while (done < len) {
+		ssize_t n = read(fd, buf + done, (size_t)len - done);
 
 		if (n < 0 && errno == EINTR)
 			continue;
-		if (n <= 0) {
-			int e = n < 0 ? -errno : -EIO;
-
-			free(buf);
-			close(fd);
-			return e;
+		if (n < 0) {
+			rc = -errno;
+			snprintf(err, errlen, "%s '%s': read: %s", what, path,
+				 strerror(-rc));
+			break;
+		}
+		if (n == 0) {
+			/* A file that shrank, or a /sys file that holds less
+			 * than its size says. */
+			snprintf(err, errlen, "%s '%s': read %zu of %" PRIu64
+				 " bytes: the file is shorter than its size says",
+				 what, path, done, len);
+			rc = -EIO;
+			break;
 		}
 		done += (size_t)n;
 	}
 	close(fd);
+	if (rc) {
+		free(buf);
+		return rc;
+	}
 	*data = buf;
 	*size = done;
 	return 0;
@@ -157,12 +222,11 @@ static int load_linux_bios(struct guest_memory *mem,
 	int rc;
 
 	if (cfg->initrd_path) {
-		rc = x86_read_file(cfg->initrd_path, &initrd, &initrd_size);
-		if (rc) {
-			snprintf(err, errlen, "initrd '%s': %s",
-				 cfg->initrd_path, strerror(-rc));
+		rc = x86_read_input("initrd", cfg->initrd_path, mem->total,
+				    "guest RAM", &initrd, &initrd_size, err,
+				    errlen);
+		if (rc)
 			return rc;
-		}
 		p.initrd = initrd;
 		p.initrd_size = initrd_size;
 	}
@@ -199,12 +263,10 @@ int x86_load_kernel(struct guest_memory *mem, const struct vm_config *cfg,
 	char why[256] = "";
 	int rc;
 
-	rc = x86_read_file(cfg->kernel_path, &image, &size);
-	if (rc) {
-		snprintf(err, errlen, "kernel '%s': %s", cfg->kernel_path,
-			 strerror(-rc));
+	rc = x86_read_input("kernel", cfg->kernel_path, X86_KERNEL_FILE_MAX,
+			    "the most kite reads", &image, &size, err, errlen);
+	if (rc)
 		return rc;
-	}
 	*format = x86_kernel_detect(image, size);
 	if (cfg->boot == BOOT_BIOS) {
 		if (*format != X86_KERNEL_BZIMAGE) {
@@ -231,10 +293,10 @@ int x86_load_kernel(struct guest_memory *mem, const struct vm_config *cfg,
 		return -EINVAL;
 	}
 	if (cfg->initrd_path) {
-		rc = x86_read_file(cfg->initrd_path, &initrd, &initrd_size);
+		rc = x86_read_input("initrd", cfg->initrd_path, mem->total,
+				    "guest RAM", &initrd, &initrd_size, err,
+				    errlen);
 		if (rc) {
-			snprintf(err, errlen, "initrd '%s': %s",
-				 cfg->initrd_path, strerror(-rc));
 			free(image);
 			return rc;
 		}

@@ -45,6 +45,7 @@ struct mb_mmap_entry {
 #define MB_MODNAME_GPA   (X86_BOOT_INFO_GPA + 0x600) /* up to 0x7FFF */
 #define MB_MODNAME_MAX   0x800
 #define LOW_MEMORY_END   0x9FC00ULL /* start of the EBDA */
+#define MB_ADDR_LIMIT    0x100000000ULL /* 32-bit addresses only */
 
 static int fail(char *err, size_t errlen, int rc, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
@@ -73,34 +74,46 @@ static bool overlaps_boot_area(uint64_t gpa, uint64_t len)
 	return false;
 }
 
-static const struct mb_header *find_header(const uint8_t *image, size_t size)
+/* The header's offset in |image|, or -1; |h| gets a copy of it.  Copied,
+ * as the image may sit at any alignment; fields past the end of a short
+ * image read as zero (the a.out ones are used only when present). */
+static long find_header(const uint8_t *image, size_t size,
+			struct mb_header *h)
 {
 	size_t limit = size < MULTIBOOT_SEARCH ? size : MULTIBOOT_SEARCH;
 
 	for (size_t off = 0; off + 12 <= limit; off += 4) {
-		const struct mb_header *h = (const void *)(image + off);
+		struct mb_header c = { 0 };
 
-		if (h->magic == MULTIBOOT_HEADER_MAGIC &&
-		    (uint32_t)(h->magic + h->flags + h->checksum) == 0)
-			return h;
+		memcpy(&c, image + off, size - off < sizeof(c) ? size - off
+							       : sizeof(c));
+		if (c.magic == MULTIBOOT_HEADER_MAGIC &&
+		    (uint32_t)(c.magic + c.flags + c.checksum) == 0) {
+			if (h)
+				*h = c;
+			return (long)off;
+		}
 	}
-	return NULL;
+	return -1;
 }
 
 bool multiboot_detect(const uint8_t *image, size_t size)
 {
-	return find_header(image, size) != NULL;
+	return find_header(image, size, NULL) >= 0;
 }
 
 static int load_elf32(struct guest_memory *mem, const uint8_t *image,
 		      size_t size, uint32_t *entry, uint64_t *end, char *err,
 		      size_t errlen)
 {
-	const Elf32_Ehdr *eh = (const void *)image;
+	Elf32_Ehdr ehdr;
+	const Elf32_Ehdr *eh = &ehdr;
 
-	if (size < sizeof(*eh) || memcmp(eh->e_ident, ELFMAG, SELFMAG) != 0)
+	if (size < sizeof(ehdr) || memcmp(image, ELFMAG, SELFMAG) != 0)
 		return fail(err, errlen, -ENOEXEC,
 			    "not an ELF file and no a.out kludge in the multiboot header");
+	/* Copied out: the image may sit at any alignment. */
+	memcpy(&ehdr, image, sizeof(ehdr));
 	if (eh->e_ident[EI_CLASS] != ELFCLASS32 || eh->e_machine != EM_386)
 		return fail(err, errlen, -ENOEXEC,
 			    "multiboot ELF must be 32-bit x86 (ELFCLASS32, EM_386)");
@@ -116,6 +129,7 @@ static int load_elf32(struct guest_memory *mem, const uint8_t *image,
 		 * misaligned for a direct Elf32_Phdr access. */
 		Elf32_Phdr phdr;
 		const Elf32_Phdr *ph = &phdr;
+		uint64_t seg_end;
 		void *dst;
 
 		memcpy(&phdr, image + eh->e_phoff + i * sizeof(Elf32_Phdr),
@@ -127,19 +141,23 @@ static int load_elf32(struct guest_memory *mem, const uint8_t *image,
 		    ph->p_filesz > size - ph->p_offset)
 			return fail(err, errlen, -ENOEXEC,
 				    "ELF segment %u lies outside the file", i);
-		if (guest_memory_translate(mem, ph->p_paddr, ph->p_memsz, &dst))
-			return fail(err, errlen, -ENOMEM,
-				    "ELF segment %u (0x%x-0x%x) is outside guest RAM",
-				    i, ph->p_paddr, ph->p_paddr + ph->p_memsz);
+		/* The end in 64 bits: a segment running past 4 GiB must
+		 * not wrap to a low address, nor be reported as one. */
+		seg_end = (uint64_t)ph->p_paddr + ph->p_memsz;
+		if (seg_end > MB_ADDR_LIMIT ||
+		    guest_memory_translate(mem, ph->p_paddr, ph->p_memsz, &dst))
+			return fail(err, errlen, -ERANGE,
+				    "ELF segment %u (0x%x-0x%llx) is outside guest RAM",
+				    i, ph->p_paddr, (unsigned long long)seg_end);
 		if (overlaps_boot_area(ph->p_paddr, ph->p_memsz))
 			return fail(err, errlen, -EINVAL,
-				    "ELF segment %u (0x%x-0x%x) overlaps the multiboot info kite builds (0x500-0x7fff, 0x20000-0x2ffff)",
-				    i, ph->p_paddr, ph->p_paddr + ph->p_memsz);
+				    "ELF segment %u (0x%x-0x%llx) overlaps the multiboot info kite builds (0x500-0x7fff, 0x20000-0x2ffff)",
+				    i, ph->p_paddr, (unsigned long long)seg_end);
 		memcpy(dst, image + ph->p_offset, ph->p_filesz);
 		memset((uint8_t *)dst + ph->p_filesz, 0,
 		       ph->p_memsz - ph->p_filesz);
-		if ((uint64_t)ph->p_paddr + ph->p_memsz > *end)
-			*end = (uint64_t)ph->p_paddr + ph->p_memsz;
+		if (seg_end > *end)
+			*end = seg_end;
 	}
 	if (*end == 0)
 		return fail(err, errlen, -ENOEXEC, "ELF has no loadable segment");
@@ -149,10 +167,9 @@ static int load_elf32(struct guest_memory *mem, const uint8_t *image,
 
 /* The a.out kludge: the header says where the file goes (flag bit 16). */
 static int load_aout(struct guest_memory *mem, const uint8_t *image,
-		     size_t size, const struct mb_header *h, uint32_t *entry,
-		     uint64_t *end, char *err, size_t errlen)
+		     size_t size, const struct mb_header *h, uint64_t hdr_off,
+		     uint32_t *entry, uint64_t *end, char *err, size_t errlen)
 {
-	uint64_t hdr_off = (uint64_t)((const uint8_t *)h - image);
 	uint64_t file_off, load_len, bss_end;
 	void *dst;
 
@@ -173,9 +190,12 @@ static int load_aout(struct guest_memory *mem, const uint8_t *image,
 	if (bss_end < h->load_addr + load_len)
 		return fail(err, errlen, -ENOEXEC,
 			    "multiboot header: bss_end_addr before the end of the image");
-	if (guest_memory_translate(mem, h->load_addr, bss_end - h->load_addr,
+	/* 64-bit sums of 32-bit fields: no wrap; a 32-bit kernel must end
+	 * below 4 GiB. */
+	if (bss_end > MB_ADDR_LIMIT ||
+	    guest_memory_translate(mem, h->load_addr, bss_end - h->load_addr,
 				   &dst))
-		return fail(err, errlen, -ENOMEM,
+		return fail(err, errlen, -ERANGE,
 			    "image (0x%x-0x%llx) is outside guest RAM",
 			    h->load_addr, (unsigned long long)bss_end);
 	if (overlaps_boot_area(h->load_addr, bss_end - h->load_addr))
@@ -213,7 +233,9 @@ int multiboot_load(struct guest_memory *mem, const uint8_t *image,
 		   const char *module_name, const char *cmdline,
 		   struct x86_boot_entry *entry, char *err, size_t errlen)
 {
-	const struct mb_header *h = find_header(image, size);
+	struct mb_header hdr;
+	const struct mb_header *h = &hdr;
+	long hdr_off = find_header(image, size, &hdr);
 	struct mb_info info;
 	uint64_t end = 0, low = mem->regions[0].size;
 	uint32_t entry_addr = 0;
@@ -221,19 +243,19 @@ int multiboot_load(struct guest_memory *mem, const uint8_t *image,
 	static const char loader_name[] = "kite";
 	int rc;
 
-	if (!h)
+	if (hdr_off < 0)
 		return fail(err, errlen, -ENOEXEC, "no multiboot header");
 	if (low < 0x200000)
-		return fail(err, errlen, -ENOMEM,
+		return fail(err, errlen, -ERANGE,
 			    "multiboot needs at least 2 MiB of RAM");
 	if (h->flags & 0x0000FFF8U & ~MULTIBOOT_VIDEO_MODE)
 		return fail(err, errlen, -ENOTSUP,
 			    "multiboot header asks for unsupported features (flags 0x%x)",
 			    h->flags);
 	if ((h->flags & MULTIBOOT_AOUT_KLUDGE) &&
-	    (size_t)((const uint8_t *)h - image) + sizeof(*h) <= size)
-		rc = load_aout(mem, image, size, h, &entry_addr, &end, err,
-			       errlen);
+	    (size_t)hdr_off + sizeof(*h) <= size)
+		rc = load_aout(mem, image, size, h, (uint64_t)hdr_off,
+			       &entry_addr, &end, err, errlen);
 	else
 		rc = load_elf32(mem, image, size, &entry_addr, &end, err,
 				errlen);
@@ -267,10 +289,13 @@ int multiboot_load(struct guest_memory *mem, const uint8_t *image,
 		if (start < 0x100000)
 			start = 0x100000;
 
-		if (start + module_size > low || start + module_size < start)
-			return fail(err, errlen, -ENOMEM,
-				    "module of %zu bytes does not fit in RAM below 3 GiB after the kernel",
-				    module_size);
+		/* module_size may be anything a size_t holds: compare
+		 * without adding. */
+		if (start > low || module_size > low - start)
+			return fail(err, errlen, -E2BIG,
+				    "module of %zu bytes does not fit in guest RAM: it would go at 0x%llx, after the kernel, and RAM below 4 GiB ends at 0x%llx",
+				    module_size, (unsigned long long)start,
+				    (unsigned long long)low);
 		if (namelen >= MB_MODNAME_MAX)
 			namelen = MB_MODNAME_MAX - 1;
 		guest_memory_write(mem, start, module, module_size);

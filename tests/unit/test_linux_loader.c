@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -26,6 +27,7 @@
 #include "arch/x86/elf.h"
 #include "arch/x86/kernel_unpack.h"
 #include "arch/x86/linux.h"
+#include "arch/x86/loader.h"
 #include "tests/unit/unit.h"
 #include "vmm/memory.h"
 
@@ -325,6 +327,48 @@ static int load(const char *kernel, const char *initrd, const char *cmdline,
 	return x86_linux_load(&mem, &p, e, info, err, errlen);
 }
 
+/* What a call may cost: peak RSS (ru_maxrss) shows what it touched, peak
+ * address space (VmPeak) what it allocated without touching, as a
+ * decoder does with a dictionary its header asks for.  Both are peaks:
+ * growth across the call bounds it whatever it freed since.  Each test
+ * runs in a process of its own (Check forks). */
+struct mem_peaks {
+	long rss_kib, vm_kib;
+};
+
+#define RSS_GROWTH_MAX_KIB (200L << 10) /* 200 MiB */
+#define VM_GROWTH_MAX_KIB  (512L << 10) /* above any cap kite sets */
+
+static struct mem_peaks mem_peaks(void)
+{
+	struct mem_peaks m = { 0, -1 };
+	struct rusage ru;
+	char line[256];
+	FILE *f = fopen("/proc/self/status", "r");
+
+	ck_assert_int_eq(getrusage(RUSAGE_SELF, &ru), 0);
+	m.rss_kib = ru.ru_maxrss;
+	ck_assert_ptr_nonnull(f);
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "VmPeak: %ld kB", &m.vm_kib) == 1)
+			break;
+	fclose(f);
+	ck_assert_int_ge(m.vm_kib, 0);
+	return m;
+}
+
+static void check_mem_growth(struct mem_peaks before, const char *what)
+{
+	struct mem_peaks now = mem_peaks();
+
+	ck_assert_msg(now.rss_kib - before.rss_kib < RSS_GROWTH_MAX_KIB,
+		      "%s: peak RSS grew by %ld MiB", what,
+		      (now.rss_kib - before.rss_kib) >> 10);
+	ck_assert_msg(now.vm_kib - before.vm_kib < VM_GROWTH_MAX_KIB,
+		      "%s: peak address space grew by %ld MiB", what,
+		      (now.vm_kib - before.vm_kib) >> 10);
+}
+
 /* ---- e820 ---------------------------------------------------------------- */
 
 START_TEST(test_e820_low_memory_reserves_bios_window)
@@ -451,6 +495,7 @@ START_TEST(test_unpack_ignores_lying_size_word)
 {
 	struct buf elf = make_elf(default_elf);
 	struct buf z = compress_as(F_ZSTD, elf.data, elf.len);
+	struct mem_peaks peaks;
 	uint8_t *out = NULL;
 	size_t out_len = 0;
 	char err[256];
@@ -460,6 +505,15 @@ START_TEST(test_unpack_ignores_lying_size_word)
 				       sizeof(err)), 0);
 	ck_assert_uint_eq(out_len, elf.len);
 	ck_assert_mem_eq(out, elf.data, elf.len);
+	free(out);
+	/* Far larger: not believed up front either (no 1 GiB buffer for a
+	 * payload of a few hundred bytes). */
+	put32(z.data + z.len - 4, 0x3FF00000U);
+	peaks = mem_peaks();
+	ck_assert_int_eq(kernel_unpack(z.data, z.len, &out, &out_len, NULL, err,
+				       sizeof(err)), 0);
+	check_mem_growth(peaks, "lying size word");
+	ck_assert_uint_eq(out_len, elf.len);
 	free(out);
 	buf_free(&elf);
 	buf_free(&z);
@@ -478,24 +532,26 @@ START_TEST(test_unpack_cache_hit_returns_same_bytes)
 	glob_t g;
 
 	snprintf(dir, sizeof(dir), "%s/cache/kite", tmpdir);
-	ck_assert_int_eq(kernel_unpack_cached(z.data, z.len, dir, &out, &out_len,
-					      NULL, &hit, err, sizeof(err)), 0);
+	ck_assert_int_eq(kernel_unpack_cached(z.data, z.len, GUEST_MEM, dir,
+					      &out, &out_len, NULL, &hit, err,
+					      sizeof(err)), 0);
 	ck_assert(!hit);
 	free(out);
-	ck_assert_int_eq(kernel_unpack_cached(z.data, z.len, dir, &out, &out_len,
-					      NULL, &hit, err, sizeof(err)), 0);
+	ck_assert_int_eq(kernel_unpack_cached(z.data, z.len, GUEST_MEM, dir,
+					      &out, &out_len, NULL, &hit, err,
+					      sizeof(err)), 0);
 	ck_assert(hit);
 	ck_assert_uint_eq(out_len, elf.len);
 	ck_assert_mem_eq(out, elf.data, elf.len);
 	free(out);
 	/* lz4 unpacks faster than a cache read: never cached. */
-	ck_assert_int_eq(kernel_unpack_cached(z4.data, z4.len, dir, &out,
-					      &out_len, NULL, &hit, err,
-					      sizeof(err)), 0);
+	ck_assert_int_eq(kernel_unpack_cached(z4.data, z4.len, GUEST_MEM,
+					      dir, &out, &out_len, NULL, &hit,
+					      err, sizeof(err)), 0);
 	free(out);
-	ck_assert_int_eq(kernel_unpack_cached(z4.data, z4.len, dir, &out,
-					      &out_len, NULL, &hit, err,
-					      sizeof(err)), 0);
+	ck_assert_int_eq(kernel_unpack_cached(z4.data, z4.len, GUEST_MEM,
+					      dir, &out, &out_len, NULL, &hit,
+					      err, sizeof(err)), 0);
 	ck_assert(!hit);
 	free(out);
 	snprintf(err, sizeof(err), "%s/vmlinux-*", dir);
@@ -519,21 +575,24 @@ START_TEST(test_unpack_cache_replaces_damaged_entry)
 	glob_t g;
 
 	snprintf(dir, sizeof(dir), "%s/c", tmpdir);
-	ck_assert_int_eq(kernel_unpack_cached(z.data, z.len, dir, &out, &out_len,
-					      NULL, &hit, err, sizeof(err)), 0);
+	ck_assert_int_eq(kernel_unpack_cached(z.data, z.len, GUEST_MEM, dir,
+					      &out, &out_len, NULL, &hit, err,
+					      sizeof(err)), 0);
 	free(out);
 	snprintf(err, sizeof(err), "%s/vmlinux-*", dir);
 	ck_assert_int_eq(glob(err, 0, NULL, &g), 0);
 	ck_assert_uint_eq(g.gl_pathc, 1);
 	ck_assert_int_eq(truncate(g.gl_pathv[0], 100), 0); /* a torn write */
-	ck_assert_int_eq(kernel_unpack_cached(z.data, z.len, dir, &out, &out_len,
-					      NULL, &hit, err, sizeof(err)), 0);
+	ck_assert_int_eq(kernel_unpack_cached(z.data, z.len, GUEST_MEM, dir,
+					      &out, &out_len, NULL, &hit, err,
+					      sizeof(err)), 0);
 	ck_assert(!hit);
 	ck_assert_uint_eq(out_len, elf.len);
 	ck_assert_mem_eq(out, elf.data, elf.len);
 	free(out);
-	ck_assert_int_eq(kernel_unpack_cached(z.data, z.len, dir, &out, &out_len,
-					      NULL, &hit, err, sizeof(err)), 0);
+	ck_assert_int_eq(kernel_unpack_cached(z.data, z.len, GUEST_MEM, dir,
+					      &out, &out_len, NULL, &hit, err,
+					      sizeof(err)), 0);
 	ck_assert(hit); /* rewritten whole */
 	ck_assert_uint_eq(out_len, elf.len);
 	free(out);
@@ -559,9 +618,9 @@ START_TEST(test_unpack_cache_keeps_a_bounded_number)
 		o.paddr += (uint64_t)i << 21; /* a different kernel each time */
 		elf = make_elf(o);
 		z = compress_as(F_GZIP, elf.data, elf.len);
-		ck_assert_int_eq(kernel_unpack_cached(z.data, z.len, dir, &out,
-						      &out_len, NULL, &hit, err,
-						      sizeof(err)), 0);
+		ck_assert_int_eq(kernel_unpack_cached(z.data, z.len, GUEST_MEM,
+						      dir, &out, &out_len, NULL,
+						      &hit, err, sizeof(err)), 0);
 		free(out);
 		buf_free(&elf);
 		buf_free(&z);
@@ -1099,6 +1158,467 @@ START_TEST(test_error_cmdline_too_long)
 }
 END_TEST
 
+/* ---- hostile inputs: special files, decoder memory, bombs --------------- */
+
+/* An lzma-alone stream (with the size word) whose header asks for a
+ * |dict|-byte dictionary; the data was made with a small one. */
+static struct buf lzma_with_dict(uint32_t dict)
+{
+	struct buf elf = make_elf(default_elf);
+	struct buf z = compress_as(F_LZMA, elf.data, elf.len);
+
+	put32(z.data + 1, dict); /* props byte, then le32 dict size */
+	buf_free(&elf);
+	return z;
+}
+
+static size_t skip_varint(const uint8_t *p, size_t pos)
+{
+	while (p[pos++] & 0x80)
+		;
+	return pos;
+}
+
+/* An xz stream (with the size word) whose LZMA2 filter asks for the
+ * dictionary |code| stands for: (2 | (code & 1)) << (code / 2 + 11)
+ * (xz file format §5.3.1); the block header's CRC32 made good again. */
+static struct buf xz_with_dict_code(uint8_t code)
+{
+	struct buf elf = make_elf(default_elf);
+	struct buf z = compress_as(F_XZ, elf.data, elf.len);
+	uint8_t *bh = z.data + 12; /* after the stream header */
+	size_t bh_len = ((size_t)bh[0] + 1) * 4, pos = 2;
+	unsigned nr_filters = (bh[1] & 3) + 1;
+	uint32_t crc;
+
+	if (bh[1] & 0x40)
+		pos = skip_varint(bh, pos); /* compressed size */
+	if (bh[1] & 0x80)
+		pos = skip_varint(bh, pos); /* uncompressed size */
+	for (unsigned i = 0; i < nr_filters; i++) {
+		bool lzma2 = bh[pos] == 0x21;
+
+		pos = skip_varint(bh, pos); /* filter ID */
+		ck_assert_uint_eq(bh[pos], 1); /* properties size: LZMA2's */
+		pos++;
+		if (lzma2)
+			bh[pos] = code;
+		pos++;
+	}
+	crc = lzma_crc32(bh, bh_len - 4, 0);
+	put32(bh + bh_len - 4, crc);
+	buf_free(&elf);
+	return z;
+}
+
+/* A zstd frame (with the size word) whose header asks for a 2^|log|
+ * window: no content size, so a Window_Descriptor (RFC 8878 §3.1.1.1.2),
+ * exponent log - 10, mantissa 0. */
+static struct buf zstd_with_window_log(unsigned log)
+{
+	struct buf elf = make_elf(default_elf);
+	struct buf z = { malloc(elf.len + 4096), 0 };
+	ZSTD_CCtx *cctx = ZSTD_createCCtx();
+
+	ck_assert(!ZSTD_isError(ZSTD_CCtx_setParameter(cctx,
+					ZSTD_c_contentSizeFlag, 0)));
+	z.len = ZSTD_compress2(cctx, z.data, elf.len + 4096, elf.data, elf.len);
+	ck_assert(!ZSTD_isError(z.len));
+	ck_assert_uint_eq(z.data[4] & 0x20, 0); /* not single-segment */
+	z.data[5] = (uint8_t)((log - 10) << 3);
+	put32(z.data + z.len, (uint32_t)elf.len);
+	z.len += 4;
+	ZSTD_freeCCtx(cctx);
+	buf_free(&elf);
+	return z;
+}
+
+/* zstd of |n| zero bytes, made without holding them: a few KiB that
+ * unpack to |n|.  With a size word that lies small, as a bomb would. */
+static struct buf zstd_zeros(uint64_t n)
+{
+	static const uint8_t zero[1 << 20];
+	struct buf z = { malloc(1 << 20), 0 };
+	ZSTD_CCtx *cctx = ZSTD_createCCtx();
+	ZSTD_outBuffer out = { z.data, (1 << 20) - 4, 0 };
+
+	ck_assert(!ZSTD_isError(ZSTD_CCtx_setParameter(cctx,
+					ZSTD_c_compressionLevel, 1)));
+	for (uint64_t done = 0; done < n; done += sizeof(zero)) {
+		ZSTD_inBuffer in = { zero, sizeof(zero), 0 };
+
+		while (in.pos < in.size)
+			ck_assert(!ZSTD_isError(ZSTD_compressStream2(
+				cctx, &out, &in, ZSTD_e_continue)));
+	}
+	for (;;) {
+		ZSTD_inBuffer in = { zero, 0, 0 };
+		size_t left = ZSTD_compressStream2(cctx, &out, &in, ZSTD_e_end);
+
+		ck_assert(!ZSTD_isError(left));
+		if (left == 0)
+			break;
+		ck_assert_uint_lt(out.pos, out.size);
+	}
+	z.len = out.pos;
+	put32(z.data + z.len, 4096);
+	z.len += 4;
+	ZSTD_freeCCtx(cctx);
+	return z;
+}
+
+/* Every kind of input that is not a regular file with data in it is
+ * refused by type, before any read: nothing blocks (a FIFO with no
+ * writer would block a plain open() for ever: this test's timeout). */
+START_TEST(test_input_special_files_refused)
+{
+	struct buf img = make_bzimage_of(F_LZ4, default_elf);
+	const char *kernel = write_tmp(img.data, img.len);
+	static const char *const sys_file =
+		"/sys/kernel/mm/transparent_hugepage/enabled";
+	char fifo[128], empty[128], sparse[128], want[512], err[512];
+	struct x86_boot_entry e;
+	uint8_t *data;
+	size_t len;
+	int fd;
+
+	snprintf(fifo, sizeof(fifo), "%s/fifo", tmpdir);
+	ck_assert_int_eq(mkfifo(fifo, 0600), 0);
+	snprintf(empty, sizeof(empty), "%s/empty", tmpdir);
+	fd = open(empty, O_WRONLY | O_CREAT, 0600);
+	ck_assert_int_ge(fd, 0);
+	close(fd);
+	/* Says 1 TiB, as /proc/kcore says 128 TiB: refused unread. */
+	snprintf(sparse, sizeof(sparse), "%s/sparse", tmpdir);
+	fd = open(sparse, O_WRONLY | O_CREAT, 0600);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(ftruncate(fd, 1LL << 40), 0);
+	close(fd);
+	mem_setup(GUEST_MEM);
+
+	/* As the kernel. */
+	ck_assert_int_eq(load(fifo, NULL, NULL, 0, &e, NULL, err, sizeof(err)),
+			 -EINVAL);
+	snprintf(want, sizeof(want), "kernel '%s': is a FIFO, not a regular file",
+		 fifo);
+	ck_assert_str_eq(err, want);
+	ck_assert(x86_load_bad_input(-EINVAL));
+	ck_assert_int_eq(load(tmpdir, NULL, NULL, 0, &e, NULL, err, sizeof(err)),
+			 -EISDIR);
+	snprintf(want, sizeof(want), "kernel '%s': is a directory, not a "
+		 "regular file", tmpdir);
+	ck_assert_str_eq(err, want);
+	ck_assert_int_eq(load("/dev/null", NULL, NULL, 0, &e, NULL, err,
+			      sizeof(err)), -EINVAL);
+	ck_assert_str_eq(err, "kernel '/dev/null': is a character device, "
+			 "not a regular file");
+	ck_assert_int_eq(load(empty, NULL, NULL, 0, &e, NULL, err, sizeof(err)),
+			 -EINVAL);
+	ck_assert_msg(strstr(err, "': is empty") != NULL, "err: %s", err);
+	ck_assert_int_eq(load("/proc/self/mem", NULL, NULL, 0, &e, NULL, err,
+			      sizeof(err)), -EINVAL);
+	ck_assert_str_eq(err, "kernel '/proc/self/mem': is empty (or a /proc "
+			 "or /sys file, whose size is unknown)");
+	ck_assert_int_eq(load(sparse, NULL, NULL, 0, &e, NULL, err, sizeof(err)),
+			 -EFBIG);
+	snprintf(want, sizeof(want), "kernel '%s': 1099511627776 bytes, more "
+		 "than the most kite reads (512 MiB)", sparse);
+	ck_assert_str_eq(err, want);
+
+	/* As the initrd, with a good kernel. */
+	ck_assert_int_eq(load(kernel, fifo, NULL, 0, &e, NULL, err, sizeof(err)),
+			 -EINVAL);
+	snprintf(want, sizeof(want), "initrd '%s': is a FIFO, not a regular file",
+		 fifo);
+	ck_assert_str_eq(err, want);
+	ck_assert_int_eq(load(kernel, "/proc/self/mem", NULL, 0, &e, NULL, err,
+			      sizeof(err)), -EINVAL);
+	ck_assert_msg(strstr(err, "initrd '/proc/self/mem': is empty") == err,
+		      "err: %s", err);
+	ck_assert_int_eq(load(kernel, empty, NULL, 0, &e, NULL, err, sizeof(err)),
+			 -EINVAL);
+	ck_assert_int_eq(load(kernel, sparse, NULL, 0, &e, NULL, err,
+			      sizeof(err)), -EFBIG);
+	snprintf(want, sizeof(want), "initrd '%s': 1099511627776 bytes, more "
+		 "than guest RAM (64 MiB)", sparse);
+	ck_assert_str_eq(err, want);
+
+	/* The shared reader (multiboot modules, --boot bios initrds). */
+	ck_assert_int_eq(x86_read_input("initrd", fifo, GUEST_MEM, "guest RAM",
+					&data, &len, err, sizeof(err)), -EINVAL);
+	ck_assert_msg(strstr(err, "is a FIFO, not a regular file"), "%s", err);
+	/* A /sys file holds less than the page its size says. */
+	if (access(sys_file, R_OK) == 0) {
+		ck_assert_int_eq(x86_read_input("kernel", sys_file, GUEST_MEM,
+						"guest RAM", &data, &len, err,
+						sizeof(err)), -EIO);
+		ck_assert_msg(strstr(err, "is shorter than its size says"),
+			      "%s", err);
+	}
+	/* And a regular file still reads. */
+	ck_assert_int_eq(x86_read_input("kernel", kernel, GUEST_MEM, "guest RAM",
+					&data, &len, err, sizeof(err)), 0);
+	ck_assert_uint_eq(len, img.len);
+	ck_assert_mem_eq(data, img.data, len);
+	free(data);
+	buf_free(&img);
+	guest_memory_destroy(&mem);
+}
+END_TEST
+
+/* An lzma header asking for a 3 GiB dictionary is refused before any
+ * allocation; 64 MiB (lzma -9, as the kernel build uses) still works. */
+START_TEST(test_unpack_lzma_dictionary_limit)
+{
+	struct buf z = lzma_with_dict(0xC0000000U);
+	uint8_t *out = NULL;
+	size_t out_len = 0;
+	char err[256] = "";
+	struct mem_peaks peaks = mem_peaks();
+
+	ck_assert_int_eq(kernel_unpack(z.data, z.len, &out, &out_len, NULL, err,
+				       sizeof(err)), -E2BIG);
+	ck_assert_str_eq(err, "lzma data needs 3072 MiB of decoder memory "
+			 "(limit 128 MiB)");
+	ck_assert(x86_load_bad_input(-E2BIG));
+	/* The same refusal inside an initramfs. */
+	z.len -= 4;
+	ck_assert_int_eq(initrd_unpack(z.data, z.len, &out, &out_len, err,
+				       sizeof(err)), -E2BIG);
+	ck_assert_str_eq(err, "lzma data needs 3072 MiB of decoder memory "
+			 "(limit 128 MiB)");
+	check_mem_growth(peaks, "lzma 3 GiB dictionary");
+	buf_free(&z);
+
+	z = lzma_with_dict(64U << 20);
+	ck_assert_msg(kernel_unpack(z.data, z.len, &out, &out_len, NULL, err,
+				    sizeof(err)) == 0, "%s", err);
+	free(out);
+	buf_free(&z);
+}
+END_TEST
+
+START_TEST(test_unpack_xz_dictionary_limit)
+{
+	struct buf z = xz_with_dict_code(39); /* 3 << 30 */
+	uint8_t *out = NULL;
+	size_t out_len = 0;
+	char err[256] = "";
+	struct mem_peaks peaks = mem_peaks();
+
+	ck_assert_int_eq(kernel_unpack(z.data, z.len, &out, &out_len, NULL, err,
+				       sizeof(err)), -E2BIG);
+	ck_assert_str_eq(err, "xz data needs 3072 MiB of decoder memory "
+			 "(limit 128 MiB)");
+	buf_free(&z);
+	z = xz_with_dict_code(40); /* 4 GiB - 1, the largest */
+	ck_assert_int_eq(kernel_unpack(z.data, z.len, &out, &out_len, NULL, err,
+				       sizeof(err)), -E2BIG);
+	ck_assert_msg(strstr(err, "xz data needs 4096 MiB") == err, "%s", err);
+	check_mem_growth(peaks, "xz 3 GiB dictionary");
+	buf_free(&z);
+
+	z = xz_with_dict_code(28); /* 64 MiB: xz -9 */
+	ck_assert_msg(kernel_unpack(z.data, z.len, &out, &out_len, NULL, err,
+				    sizeof(err)) == 0, "%s", err);
+	free(out);
+	buf_free(&z);
+}
+END_TEST
+
+START_TEST(test_unpack_zstd_window_limit)
+{
+	struct buf z = zstd_with_window_log(30);
+	uint8_t *out = NULL;
+	size_t out_len = 0;
+	char err[256] = "";
+	struct mem_peaks peaks = mem_peaks();
+
+	ck_assert_int_eq(kernel_unpack(z.data, z.len, &out, &out_len, NULL, err,
+				       sizeof(err)), -E2BIG);
+	ck_assert_str_eq(err, "zstd data needs 1024 MiB of decoder memory "
+			 "(limit 128 MiB)");
+	buf_free(&z);
+	z = zstd_with_window_log(31);
+	ck_assert_int_eq(kernel_unpack(z.data, z.len, &out, &out_len, NULL, err,
+				       sizeof(err)), -E2BIG);
+	ck_assert_str_eq(err, "zstd data needs 2048 MiB of decoder memory "
+			 "(limit 128 MiB)");
+	check_mem_growth(peaks, "zstd 2 GiB window");
+	buf_free(&z);
+
+	z = zstd_with_window_log(27); /* zstd -22 --ultra */
+	ck_assert_msg(kernel_unpack(z.data, z.len, &out, &out_len, NULL, err,
+				    sizeof(err)) == 0, "%s", err);
+	free(out);
+	buf_free(&z);
+}
+END_TEST
+
+/* Each format's output stops at the cap, whatever the size word says. */
+START_TEST(test_unpack_output_capped_each_format)
+{
+	const size_t n = 20 << 20, cap = 8 << 20;
+	uint8_t *zeros = calloc(1, n), *out = NULL;
+	struct buf z = { NULL, 0 };
+	size_t out_len = 0;
+	char err[256] = "", want[64];
+
+	ck_assert_ptr_nonnull(zeros);
+	if (_i == F_LZ4) {
+		/* Legacy frame: blocks of at most 8 MiB. */
+		int bound = LZ4_compressBound(8 << 20);
+
+		z.data = malloc(4 + 3 * (4 + (size_t)bound) + 4);
+		put32(z.data, 0x184C2102U);
+		z.len = 4;
+		for (int b = 0; b < 3; b++) {
+			int c = LZ4_compress_default((const char *)zeros,
+						     (char *)z.data + z.len + 4,
+						     8 << 20, bound);
+
+			ck_assert_int_gt(c, 0);
+			put32(z.data + z.len, (uint32_t)c);
+			z.len += 4 + (size_t)c;
+		}
+		put32(z.data + z.len, 24 << 20);
+		z.len += 4;
+	} else {
+		z = compress_as((enum test_format)_i, zeros, n);
+	}
+	free(zeros);
+	ck_assert_int_eq(kernel_unpack_max(z.data, z.len, cap, &out, &out_len,
+					   NULL, err, sizeof(err)), -EFBIG);
+	snprintf(want, sizeof(want), "%s: unpacks to more than 8 MiB",
+		 format_names[_i]);
+	ck_assert_str_eq(err, want);
+	ck_assert(x86_load_bad_input(-EFBIG));
+	/* And with room, the whole. */
+	ck_assert_msg(kernel_unpack_max(z.data, z.len, 32 << 20, &out, &out_len,
+					NULL, err, sizeof(err)) == 0, "%s", err);
+	ck_assert_uint_eq(out_len, _i == F_LZ4 ? 24 << 20 : n);
+	free(out);
+	buf_free(&z);
+}
+END_TEST
+
+/* The brief's case end to end: a bzImage of a few KiB whose xz header asks
+ * for 3 GiB. */
+START_TEST(test_error_kernel_decoder_memory)
+{
+	struct buf z = xz_with_dict_code(39), img = make_bzimage(z.data, z.len);
+	const char *path = write_tmp(img.data, img.len);
+	struct x86_boot_entry e;
+	char err[512] = "", want[512];
+	struct mem_peaks peaks = mem_peaks();
+
+	ck_assert_uint_lt(img.len, 8192);
+	mem_setup(GUEST_MEM);
+	ck_assert_int_eq(load(path, NULL, NULL, 0, &e, NULL, err, sizeof(err)),
+			 -E2BIG);
+	snprintf(want, sizeof(want), "kernel '%s': xz data needs 3072 MiB of "
+		 "decoder memory (limit 128 MiB)", path);
+	ck_assert_str_eq(err, want);
+	check_mem_growth(peaks, "bzImage with a 3 GiB xz dictionary");
+	buf_free(&z);
+	buf_free(&img);
+	guest_memory_destroy(&mem);
+}
+END_TEST
+
+/* A zstd payload of a few KiB that unpacks to 300 MiB, against 64 MiB of
+ * guest RAM: refused at the RAM size, the memory touched bounded. */
+START_TEST(test_error_kernel_bomb_capped_at_guest_ram)
+{
+	struct buf z = zstd_zeros(300ULL << 20), img = make_bzimage(z.data, z.len);
+	const char *path = write_tmp(img.data, img.len);
+	struct x86_boot_entry e;
+	char err[512] = "", want[512];
+	struct mem_peaks peaks;
+
+	ck_assert_uint_lt(z.len, 64 << 10);
+	mem_setup(GUEST_MEM);
+	peaks = mem_peaks();
+	ck_assert_int_eq(load(path, NULL, NULL, 0, &e, NULL, err, sizeof(err)),
+			 -EFBIG);
+	snprintf(want, sizeof(want), "kernel '%s': zstd: unpacks to more than "
+		 "64 MiB (guest RAM)", path);
+	ck_assert_str_eq(err, want);
+	check_mem_growth(peaks, "300 MiB zstd bomb");
+	buf_free(&z);
+	buf_free(&img);
+	guest_memory_destroy(&mem);
+}
+END_TEST
+
+/* The same bomb as an initramfs that kite unpacks (the PVM profile). */
+START_TEST(test_error_initrd_bomb_capped_at_guest_ram)
+{
+	struct buf img = make_bzimage_of(F_LZ4, default_elf);
+	struct buf z = zstd_zeros(300ULL << 20);
+	const char *kernel = write_tmp(img.data, img.len);
+	const char *initrd = write_tmp(z.data, z.len - 4); /* no size word */
+	struct x86_linux_params p = {
+		.kernel_path = kernel, .initrd_path = initrd, .cmdline = "",
+		.cache_dir = "", .unpack_initrd = true,
+	};
+	struct x86_linux_info info;
+	struct x86_boot_entry e;
+	char err[512] = "", want[512];
+	struct mem_peaks peaks;
+
+	mem_setup(GUEST_MEM);
+	peaks = mem_peaks();
+	ck_assert_int_eq(x86_linux_load(&mem, &p, &e, &info, err, sizeof(err)),
+			 -EFBIG);
+	snprintf(want, sizeof(want), "initrd '%s': zstd: unpacks to more than "
+		 "64 MiB (guest RAM)", initrd);
+	ck_assert_str_eq(err, want);
+	check_mem_growth(peaks, "300 MiB zstd initrd bomb");
+	/* Without unpacking, the few KiB go to the guest as they are. */
+	p.unpack_initrd = false;
+	ck_assert_msg(x86_linux_load(&mem, &p, &e, &info, err, sizeof(err)) == 0,
+		      "%s", err);
+	ck_assert_uint_eq(info.initrd_size, z.len - 4);
+	buf_free(&z);
+	buf_free(&img);
+	guest_memory_destroy(&mem);
+}
+END_TEST
+
+/* --boot bzimage64: pref_address from the file, rounded up to
+ * kernel_alignment, must not wrap to 0 and load the kernel over the boot
+ * structures. */
+START_TEST(test_error_bzimage64_pref_address_wraps)
+{
+	struct buf img = make_bzimage_of(F_GZIP, default_elf);
+	struct x86_setup_header h;
+	struct x86_boot_entry e;
+	char err[512] = "";
+
+	memcpy(&h, img.data + 0x1F1, sizeof(h));
+	h.pref_address = 0xFFFFFFFFFFE00001ULL; /* 2 MiB-aligned up: 2^64 */
+	memcpy(img.data + 0x1F1, &h, sizeof(h));
+	mem_setup(GUEST_MEM);
+	ck_assert_int_eq(load(write_tmp(img.data, img.len), NULL, NULL,
+			      X86_LINUX_BOOT_BZIMAGE64, &e, NULL, err,
+			      sizeof(err)), -ERANGE);
+	ck_assert_msg(strstr(err, "pref_address 0xffffffffffe00001 is outside "
+			     "guest memory") != NULL, "err: %s", err);
+	ck_assert_uint_eq(*gptr(0x200, 1), 0xEE); /* low memory untouched */
+	/* Near the top without wrapping: the range printed is real. */
+	h.pref_address = 0xFFFFFFFF00000000ULL;
+	memcpy(img.data + 0x1F1, &h, sizeof(h));
+	ck_assert_int_eq(load(write_tmp(img.data, img.len), NULL, NULL,
+			      X86_LINUX_BOOT_BZIMAGE64, &e, NULL, err,
+			      sizeof(err)), -ERANGE);
+	ck_assert_msg(strstr(err, "kernel at 0xffffffff00000000-0xffffffff00400000 "
+			     "is outside guest memory") != NULL, "err: %s", err);
+	buf_free(&img);
+	guest_memory_destroy(&mem);
+}
+END_TEST
+
 /* ---- the stock kernels under /boot -------------------------------------------- */
 
 /* ---- initramfs unpacking (PVM profile) ------------------------------------ */
@@ -1384,6 +1904,26 @@ static Suite *linux_loader_suite(void)
 	tcase_add_test(tc, test_error_segment_outside_guest_memory);
 	tcase_add_test(tc, test_error_initrd_too_big);
 	tcase_add_test(tc, test_error_cmdline_too_long);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("input_files");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 10); /* an open() that blocks fails here */
+	tcase_add_test(tc, test_input_special_files_refused);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("hostile_inputs");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 60); /* the bombs: ~1 s each with sanitizers */
+	tcase_add_test(tc, test_unpack_lzma_dictionary_limit);
+	tcase_add_test(tc, test_unpack_xz_dictionary_limit);
+	tcase_add_test(tc, test_unpack_zstd_window_limit);
+	tcase_add_loop_test(tc, test_unpack_output_capped_each_format, 0,
+			    F_COUNT);
+	tcase_add_test(tc, test_error_kernel_decoder_memory);
+	tcase_add_test(tc, test_error_kernel_bomb_capped_at_guest_ram);
+	tcase_add_test(tc, test_error_initrd_bomb_capped_at_guest_ram);
+	tcase_add_test(tc, test_error_bzimage64_pref_address_wraps);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("stock_kernels");

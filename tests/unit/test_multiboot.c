@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "arch/x86/boot.h"
+#include "arch/x86/loader.h"
 #include "arch/x86/multiboot.h"
 #include "tests/unit/unit.h"
 #include "vmm/memory.h"
@@ -466,10 +467,30 @@ START_TEST(module_too_big)
 	ck_assert_int_eq(guest_memory_create(&mem, 2 * MiB, NULL), 0);
 	/* Fits: the kernel ends at 1 MiB + 2 KiB. */
 	ck_assert_int_eq(load(initrd, 16, "m", ""), 0);
-	/* Cannot fit below the end of RAM. */
-	ck_assert_load_error(load(initrd, MiB, "m", ""), -ENOMEM, "module");
-	ck_assert_load_error(load(initrd, SIZE_MAX, "m", ""), -ENOMEM,
-			     "module");
+	/* Cannot fit below the end of RAM: bad input (exit status 2), and
+	 * the addresses are the real ones. */
+	ck_assert_load_error(load(initrd, MiB, "m", ""), -E2BIG,
+			     "module of 1048576 bytes does not fit in guest RAM: it would go at 0x101000, after the kernel, and RAM below 4 GiB ends at 0x200000");
+	ck_assert(x86_load_bad_input(-E2BIG));
+	/* A size whose end would wrap past 2^64. */
+	ck_assert_load_error(load(initrd, SIZE_MAX, "m", ""), -E2BIG,
+			     "module of 18446744073709551615 bytes does not fit in guest RAM: it would go at 0x101000");
+	ck_assert_load_error(load(initrd, SIZE_MAX - 0x100FFF, "m", ""),
+			     -E2BIG, "does not fit");
+}
+END_TEST
+
+/* Bigger than all of RAM, with the kernel's end near the top of it. */
+START_TEST(module_bigger_than_ram)
+{
+	static const uint8_t initrd[16] = { 0 };
+
+	phdr(0)->p_paddr = 64 * MiB - 0x800; /* ends exactly at the top */
+	ck_assert_int_eq(load_plain(), 0);
+	ck_assert_load_error(load(initrd, 65 * MiB, "m", ""), -E2BIG,
+			     "it would go at 0x4000000, after the kernel, and RAM below 4 GiB ends at 0x4000000");
+	ck_assert_load_error(load(initrd, 1, "m", ""), -E2BIG, "does not fit");
+	ck_assert(x86_load_bad_input(-E2BIG));
 }
 END_TEST
 
@@ -508,7 +529,17 @@ START_TEST(aout_kludge)
 	put32(image + hdr + 16, 0x7000000);
 	put32(image + hdr + 20, 0);
 	put32(image + hdr + 24, 0);
-	ck_assert_load_error(load_plain(), -ENOMEM, "outside guest RAM");
+	ck_assert_load_error(load_plain(), -ERANGE,
+			     "image (0x7000000-0x7000800) is outside guest RAM");
+	/* load_addr + the file's length runs past 4 GiB: the real end. */
+	put32(image + hdr + 12, 0xFFFFF800 + hdr);
+	put32(image + hdr + 16, 0xFFFFF800);
+	ck_assert_load_error(load_plain(), -ERANGE,
+			     "image (0xfffff800-0x100000000) is outside guest RAM");
+	put32(image + hdr + 12, 0xFFFFFC00 + hdr);
+	put32(image + hdr + 16, 0xFFFFFC00);
+	ck_assert_load_error(load_plain(), -ERANGE,
+			     "image (0xfffffc00-0x100000400) is outside guest RAM");
 	/* Placed on the info block kite writes afterwards. */
 	put32(image + hdr + 12, 0x7000 + hdr);
 	put32(image + hdr + 16, 0x7000);
@@ -523,17 +554,47 @@ END_TEST
 
 START_TEST(segment_outside_ram)
 {
-	/* Wholly above RAM, then straddling its end. */
+	/* Wholly above RAM, then straddling its end: bad input (exit
+	 * status 2), never -ENOMEM (the host's, status 4). */
 	phdr(0)->p_paddr = 0x8000000;
-	ck_assert_load_error(load_plain(), -ENOMEM, "outside guest RAM");
-	ck_assert_ptr_nonnull(strstr(err, "segment 0"));
+	ck_assert_load_error(load_plain(), -ERANGE,
+			     "ELF segment 0 (0x8000000-0x8000800) is outside guest RAM");
+	ck_assert(x86_load_bad_input(-ERANGE));
 	phdr(0)->p_paddr = 64 * MiB - 0x400;
-	ck_assert_load_error(load_plain(), -ENOMEM, "outside guest RAM");
+	ck_assert_load_error(load_plain(), -ERANGE, "outside guest RAM");
 	/* In the 32-bit PCI hole, and wrapping at 4 GiB. */
 	phdr(0)->p_paddr = 0xFEE00000;
-	ck_assert_load_error(load_plain(), -ENOMEM, "outside guest RAM");
+	ck_assert_load_error(load_plain(), -ERANGE, "outside guest RAM");
 	phdr(0)->p_paddr = 0xFFFFFC00;
-	ck_assert_load_error(load_plain(), -ENOMEM, "outside guest RAM");
+	ck_assert_load_error(load_plain(), -ERANGE,
+			     "ELF segment 0 (0xfffffc00-0x100000400) is outside guest RAM");
+}
+END_TEST
+
+/* A segment whose end passes 2^32: the address printed is the real end,
+ * not what a 32-bit sum wraps to; the second segment is the one named. */
+START_TEST(segment_end_wraps_past_4g)
+{
+	const struct segment segs[2] = {
+		{ PT_LOAD, KERNEL_GPA, DATA_OFF, 0x300, 0x800 },
+		{ PT_LOAD, 0x200000, DATA_OFF, 0x300, 0xFFFFFFFFU },
+	};
+
+	build_elf(segs, 2, DATA_OFF + 0x300);
+	ck_assert_load_error(load_plain(), -ERANGE,
+			     "ELF segment 1 (0x200000-0x1001fffff) is outside guest RAM");
+	phdr(1)->p_paddr = 0xFFFFFFFFU;
+	phdr(1)->p_filesz = 0;
+	phdr(1)->p_memsz = 2;
+	ck_assert_load_error(load_plain(), -ERANGE,
+			     "ELF segment 1 (0xffffffff-0x100000001) is outside guest RAM");
+	/* RAM above 4 GiB does not make it loadable: 32-bit addresses. */
+	guest_memory_destroy(&mem);
+	ck_assert_int_eq(guest_memory_create(&mem, 5 * GiB, NULL), 0);
+	phdr(1)->p_paddr = 0xFFFFF000U;
+	phdr(1)->p_memsz = 0x2000;
+	ck_assert_load_error(load_plain(), -ERANGE,
+			     "ELF segment 1 (0xfffff000-0x100001000) is outside guest RAM");
 }
 END_TEST
 
@@ -641,7 +702,7 @@ START_TEST(too_little_ram)
 {
 	guest_memory_destroy(&mem);
 	ck_assert_int_eq(guest_memory_create(&mem, MiB, NULL), 0);
-	ck_assert_load_error(load_plain(), -ENOMEM, "2 MiB");
+	ck_assert_load_error(load_plain(), -ERANGE, "2 MiB");
 }
 END_TEST
 
@@ -686,11 +747,13 @@ static Suite *multiboot_suite(void)
 	tcase_add_test(loading, module_fields);
 	tcase_add_test(loading, module_stays_clear_of_boot_area);
 	tcase_add_test(loading, module_too_big);
+	tcase_add_test(loading, module_bigger_than_ram);
 	tcase_add_test(loading, aout_kludge);
 	suite_add_tcase(s, loading);
 
 	tcase_add_checked_fixture(errors, setup, teardown);
 	tcase_add_test(errors, segment_outside_ram);
+	tcase_add_test(errors, segment_end_wraps_past_4g);
 	tcase_add_test(errors, segment_overlapping_boot_area);
 	tcase_add_test(errors, truncated_program_headers);
 	tcase_add_test(errors, segment_data_outside_file);
