@@ -126,6 +126,7 @@ UNIT_TESTS = \
 	tests/unit/test_bios \
 	tests/unit/test_bus \
 	tests/unit/test_cli \
+	tests/unit/test_disk \
 	tests/unit/test_e820 \
 	tests/unit/test_console_watch \
 	tests/unit/test_emulate \
@@ -137,6 +138,7 @@ UNIT_TESTS = \
 	tests/unit/test_platform \
 	tests/unit/test_pvm \
 	tests/unit/test_qcow2 \
+	tests/unit/test_qcow2_integrity \
 	tests/unit/test_term \
 	tests/unit/test_serial8250 \
 	tests/unit/test_rtc \

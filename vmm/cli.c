@@ -67,12 +67,16 @@ void cli_run_usage(void *out)
 	      "                        add a virtio device (repeatable); KIND: rng,\n"
 	      "                        console[,port=NAME:SOCKET]..., blk (see -d)\n"
 	      "  -d, --disk PATH[,ro][,format=raw|qcow2][,serial=S][,cache=C]\n"
-	      "             [,queues=N][,poll=US][,transport=T]\n"
+	      "             [,queues=N][,poll=US][,backing=on|off][,shared]\n"
+	      "             [,transport=T]\n"
 	      "                        add a virtio-blk disk (repeatable); C:\n"
 	      "                        writeback (default), writethrough, none, unsafe;\n"
 	      "                        N: request queues, one thread each (1-16);\n"
 	      "                        US: longest busy-poll window, microseconds\n"
-	      "                        (adaptive; default 32, 0: off)\n"
+	      "                        (adaptive; default 32, 0: off);\n"
+	      "                        backing=off: refuse a qcow2 image that names\n"
+	      "                        a backing file; shared (with ro): read an\n"
+	      "                        image another program has open for writing\n"
 	      "      --transport T     default device transport: pci (default),\n"
 	      "                        pci-transitional, pci-legacy, mmio, mmio-legacy\n"
 	      "  -v, --verbose         say what kite is doing\n"
@@ -184,8 +188,9 @@ static enum cli_result parse_device(const char *arg, struct vm_config *cfg,
 	return CLI_OK;
 }
 
-/* -d PATH[,ro][,KEY=VALUE]...: shorthand for
- * --device blk,path=PATH[,ro=on][,KEY=VALUE]... (PATH without commas). */
+/* -d PATH[,ro][,shared][,KEY=VALUE]...: shorthand for
+ * --device blk,path=PATH[,ro=on][,shared=on][,KEY=VALUE]... (PATH without
+ * commas). */
 static enum cli_result parse_disk(const char *arg, struct vm_config *cfg,
 				  char *err, size_t errlen)
 {
@@ -206,9 +211,9 @@ static enum cli_result parse_disk(const char *arg, struct vm_config *cfg,
 		if (first)
 			n += (size_t)snprintf(text + n, sizeof(text) - n,
 					      ",path=%s", p);
-		else if (strcmp(p, "ro") == 0)
+		else if (strcmp(p, "ro") == 0 || strcmp(p, "shared") == 0)
 			n += (size_t)snprintf(text + n, sizeof(text) - n,
-					      ",ro=on");
+					      ",%s=on", p);
 		else
 			n += (size_t)snprintf(text + n, sizeof(text) - n, ",%s",
 					      p);

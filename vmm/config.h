@@ -9,7 +9,7 @@
 #define VM_CONFIG_MAX_VCPUS 64
 #define VM_CONFIG_MAX_SERIAL 4
 #define VM_CONFIG_MAX_DEVICES 16
-#define VM_CONFIG_MAX_DEVICE_PARAMS 8
+#define VM_CONFIG_MAX_DEVICE_PARAMS 10
 
 enum console_kind {
 	CONSOLE_SERIAL,   /* COM1 on stdio (default) */

@@ -124,8 +124,9 @@ static void console_destroy(struct virtio_device *dev)
 }
 
 /* --device blk,path=FILE[,ro=on][,format=raw|qcow2][,serial=S]
- * [,cache=writeback|writethrough|none|unsafe][,queues=N][,poll=US]; also spelled
- * -d FILE[,ro][,...] (vmm/cli.c). */
+ * [,cache=writeback|writethrough|none|unsafe][,queues=N][,poll=US]
+ * [,backing=on|off][,shared=on]; also spelled -d FILE[,ro][,shared][,...]
+ * (vmm/cli.c). */
 static int blk_check_param(const char *key, const char *value, char *err,
 			   size_t errlen)
 {
@@ -140,9 +141,11 @@ static int blk_check_param(const char *key, const char *value, char *err,
 		}
 		return 0;
 	}
-	if (strcmp(key, "ro") == 0) {
+	if (strcmp(key, "ro") == 0 || strcmp(key, "backing") == 0 ||
+	    strcmp(key, "shared") == 0) {
 		if (strcmp(value, "on") && strcmp(value, "off")) {
-			snprintf(err, errlen, "ro=%s: expected on or off", value);
+			snprintf(err, errlen, "%s=%s: expected on or off", key,
+				 value);
 			return -EINVAL;
 		}
 		return 0;
@@ -195,8 +198,70 @@ static int blk_check_param(const char *key, const char *value, char *err,
 	}
 	snprintf(err, errlen,
 		 "unknown parameter '%s' (path, ro, format, serial, cache, "
-		 "queues, poll)", key);
+		 "queues, poll, backing, shared)", key);
 	return -EINVAL;
+}
+
+static bool param_on(const struct device_config *dc, const char *key)
+{
+	const char *v = device_config_param(dc, key);
+
+	return v && strcmp(v, "on") == 0;
+}
+
+int devices_blk_options(const struct device_config *dc,
+			struct disk_options *o, char *err, size_t errlen)
+{
+	const char *format = device_config_param(dc, "format");
+	const char *cache = device_config_param(dc, "cache");
+	const char *backing = device_config_param(dc, "backing");
+
+	*o = (struct disk_options){ .format = DISK_FORMAT_AUTO };
+	o->read_only = param_on(dc, "ro");
+	if (format && strcmp(format, "raw") == 0)
+		o->format = DISK_FORMAT_RAW;
+	else if (format && strcmp(format, "qcow2") == 0)
+		o->format = DISK_FORMAT_QCOW2;
+	if (cache && strcmp(cache, "none") == 0)
+		o->direct = true;
+	o->no_backing = backing && strcmp(backing, "off") == 0;
+	o->shared = param_on(dc, "shared");
+	/* A writable disk takes a write lock on the whole image, which no
+	 * other user can share: asking for it would be a promise kite
+	 * does not keep. */
+	if (o->shared && !o->read_only) {
+		snprintf(err, errlen, "disk '%s': shared needs ro (only a "
+			 "read-only disk can share its image with a writer)",
+			 device_config_param(dc, "path"));
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* "disk 'PATH': WHY" into |err|; when it does not fit, the middle of WHY
+ * gives way, not its end: in a backing chain's reason the end is the
+ * reason itself, the middle the chain's names. */
+static void disk_error(char *err, size_t errlen, const char *path,
+		       const char *why)
+{
+	int head = snprintf(err, errlen, "disk '%s': ", path);
+	size_t len = strlen(why), room, tail;
+
+	if (head < 0 || (size_t)head >= errlen)
+		return;
+	room = errlen - (size_t)head - 1;
+	if (len <= room) {
+		memcpy(err + head, why, len + 1);
+		return;
+	}
+	if (room < 16) {
+		memcpy(err + head, why + len - room, room + 1);
+		return;
+	}
+	tail = room / 2;
+	memcpy(err + head, why, room - tail - 5);
+	memcpy(err + head + room - tail - 5, " ... ", 5);
+	memcpy(err + head + room - tail, why + len - tail, tail + 1);
 }
 
 static int blk_create(const struct device_config *dc,
@@ -204,12 +269,10 @@ static int blk_create(const struct device_config *dc,
 		      struct virtio_device **out, char *err, size_t errlen)
 {
 	const char *path = device_config_param(dc, "path");
-	const char *ro = device_config_param(dc, "ro");
-	const char *format = device_config_param(dc, "format");
 	const char *cache = device_config_param(dc, "cache");
 	const char *queues = device_config_param(dc, "queues");
 	const char *poll = device_config_param(dc, "poll");
-	struct disk_options o = { .format = DISK_FORMAT_AUTO };
+	struct disk_options o;
 	struct virtio_blk_options bo = {
 		.serial = device_config_param(dc, "serial"),
 		.num_queues = queues ? (unsigned)strtoul(queues, NULL, 10) : 1,
@@ -218,27 +281,31 @@ static int blk_create(const struct device_config *dc,
 	};
 	struct virtio_blk *blk;
 	struct disk *disk;
-	char why[200] = "";
+	char *why;
 	int rc;
 
 	if (!path) {
 		snprintf(err, errlen, "device %s: blk needs path=FILE", name);
 		return -EINVAL;
 	}
-	o.read_only = ro && strcmp(ro, "on") == 0;
-	if (format && strcmp(format, "raw") == 0)
-		o.format = DISK_FORMAT_RAW;
-	else if (format && strcmp(format, "qcow2") == 0)
-		o.format = DISK_FORMAT_QCOW2;
-	if (cache && strcmp(cache, "none") == 0)
-		o.direct = true;
+	rc = devices_blk_options(dc, &o, err, errlen);
+	if (rc)
+		return rc;
 	bo.writethrough = cache && strcmp(cache, "writethrough") == 0;
 	bo.ignore_flush = cache && strcmp(cache, "unsafe") == 0;
-	rc = disk_open(path, &o, &disk, why, sizeof(why));
+	/* A backing chain's reason nests one "backing file 'PATH': " per
+	 * level: room for the deepest chain of long names, so that its
+	 * end, the reason itself, is never the part cut off. */
+	why = calloc(1, DEVICES_DISK_WHY_MAX);
+	if (!why)
+		return -ENOMEM;
+	rc = disk_open(path, &o, &disk, why, DEVICES_DISK_WHY_MAX);
 	if (rc) {
-		snprintf(err, errlen, "disk '%s': %s", path, why);
+		disk_error(err, errlen, path, why);
+		free(why);
 		return rc;
 	}
+	free(why);
 	blk = calloc(1, sizeof(*blk));
 	if (!blk) {
 		disk_close(disk);

@@ -59,6 +59,15 @@ struct device_kind {
 	void (*destroy)(struct virtio_device *dev);
 };
 
+/* blk: the disk options a --device blk / -d asks for (parameters as
+ * checked while parsing; combinations are checked here).  0, or a
+ * negative errno with "disk 'PATH': REASON" in |err|. */
+struct disk_options;
+int devices_blk_options(const struct device_config *dc,
+			struct disk_options *o, char *err, size_t errlen);
+/* Room for the reason a disk_open() gives (a backing chain's nests). */
+#define DEVICES_DISK_WHY_MAX 65536
+
 /* The kind called |name|, or NULL. */
 const struct device_kind *devices_find_kind(const char *name);
 /* "rng, ..." -- the kinds there are, for messages. */

@@ -27,7 +27,7 @@ double kite_uptime(void)
 
 static void vprint(const char *prefix, const char *fmt, va_list ap)
 {
-	char buf[1024];
+	char buf[8192]; /* a backing chain's reason can be long */
 
 	vsnprintf(buf, sizeof(buf), fmt, ap);
 	/* One fprintf so lines from several threads do not interleave. */

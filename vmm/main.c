@@ -86,7 +86,7 @@ static int cmd_help(int argc, char **argv)
 static int cmd_run(int argc, char **argv)
 {
 	struct vm_config cfg;
-	char err[512] = "";
+	char err[8192] = ""; /* long enough for a backing chain's reason */
 	int status;
 
 	switch (cli_parse_run(argc, argv, &cfg, err, sizeof(err))) {

@@ -6,8 +6,8 @@
 # Payloads report on COM1 (kite's stdout) and end the VM through the
 # debug-exit port: value v gives kite exit status (v << 1) | 1, PASS = 0x10
 # (status 33), FAIL = 0x11 (status 35); see tests/guest/README.md.  Also
-# checks kite's own errors for a missing kernel, a non-kernel file and an
-# unknown option.
+# checks kite's own errors for a missing kernel, a non-kernel file, an
+# unknown option and unusable disks (corrupt, a FIFO, one image twice).
 #
 # Prints "ok N - name" or "not ok N - name: why" per check, then
 # "P passed, F failed"; exits 1 if anything failed.
@@ -232,6 +232,28 @@ printf 'QFI\373\000\000\000\011garbage' >"$badimg"
 run bad-disk -k "$PAYLOAD_DIR/hello.elf" -d "$badimg"
 expect_status "kite: a corrupt disk image exits 2" 2
 expect_stderr "kite: a corrupt disk image is named" "disk '$badimg'"
+
+# A FIFO as a disk: refused by its type, at once (a read-only open of it
+# would wait for a writer for ever).
+fifo="$WORK/disk.fifo"
+mkfifo "$fifo"
+saved_timeout=$TIMEOUT
+TIMEOUT=10
+run fifo-disk -k "$PAYLOAD_DIR/hello.elf" -d "$fifo"
+expect_status "kite: a FIFO as disk exits 2 promptly" 2
+expect_stderr "kite: a FIFO as disk is named, with the reason" "disk '$fifo': is a FIFO"
+run fifo-disk-ro -k "$PAYLOAD_DIR/hello.elf" -d "$fifo,ro"
+expect_status "kite: a FIFO as read-only disk exits 2 promptly" 2
+expect_stderr "kite: a FIFO as read-only disk is named, with the reason" "disk '$fifo': is a FIFO"
+TIMEOUT=$saved_timeout
+
+# One image twice in a VM: said so, not "another process".
+twice="$WORK/twice.img"
+: >"$twice"
+truncate -s 1M "$twice"
+run same-disk-twice -k "$PAYLOAD_DIR/hello.elf" -d "$twice" -d "$twice"
+expect_status "kite: the same image twice exits 2" 2
+expect_stderr "kite: the same image twice is said so" "disk '$twice': the same image as disk '$twice'"
 
 # KVM itself missing or unusable: KITE_KVM_DEVICE stands in for /dev/kvm.
 export KITE_KVM_DEVICE="$WORK/no-such-kvm"

@@ -5,11 +5,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "tests/unit/unit.h"
 #include "vmm/cli.h"
 #include "vmm/devices.h"
+#include "vmm/disk/disk.h"
 #include "vmm/log.h"
 
 /* A scratch directory holding a readable kernel and initrd. */
@@ -550,6 +552,111 @@ START_TEST(bad_disk_values)
 }
 END_TEST
 
+/* backing=on|off and shared (bare with -d, like ro) reach the disk's
+ * options; every blk parameter fits in one device at once. */
+START_TEST(disk_backing_and_shared_options)
+{
+	char arg[4400];
+	struct disk_options o;
+	const struct device_config *dc;
+
+	snprintf(arg, sizeof(arg), "%s,ro,shared,backing=off", initrd);
+	ck_assert_int_eq(PARSE("-k", kernel, "-d", arg), CLI_OK);
+	dc = &cfg.devices[0];
+	ck_assert_str_eq(device_config_param(dc, "shared"), "on");
+	ck_assert_str_eq(device_config_param(dc, "backing"), "off");
+	ck_assert_int_eq(devices_blk_options(dc, &o, err, sizeof(err)), 0);
+	ck_assert(o.read_only && o.shared && o.no_backing);
+	ck_assert_int_eq(o.format, DISK_FORMAT_AUTO);
+
+	/* Defaults: backing files followed, nothing shared. */
+	ck_assert_int_eq(PARSE("-k", kernel, "-d", initrd), CLI_OK);
+	ck_assert_int_eq(devices_blk_options(&cfg.devices[0], &o, err,
+					     sizeof(err)), 0);
+	ck_assert(!o.read_only && !o.shared && !o.no_backing && !o.direct);
+
+	snprintf(arg, sizeof(arg),
+		 "blk,path=%s,ro=on,format=qcow2,serial=s,cache=none,queues=2,"
+		 "poll=0,backing=on,shared=off,transport=mmio", initrd);
+	ck_assert_int_eq(PARSE("-k", kernel, "--device", arg), CLI_OK);
+	dc = &cfg.devices[0];
+	ck_assert_uint_eq(dc->nr_params, 9);
+	ck_assert_int_eq(devices_blk_options(dc, &o, err, sizeof(err)), 0);
+	ck_assert(o.read_only && !o.shared && !o.no_backing && o.direct);
+	ck_assert_int_eq(o.format, DISK_FORMAT_QCOW2);
+}
+END_TEST
+
+START_TEST(bad_backing_and_shared_values)
+{
+	char arg[4400];
+	struct disk_options o;
+
+	snprintf(arg, sizeof(arg), "%s,backing=maybe", initrd);
+	ck_assert_error(PARSE("-k", kernel, "-d", arg), "backing=maybe");
+	snprintf(arg, sizeof(arg), "blk,path=%s,shared=yes", initrd);
+	ck_assert_error(PARSE("-k", kernel, "--device", arg), "shared=yes");
+	/* shared is for a read-only disk: a writable one locks the whole
+	 * image, which nobody can share. */
+	snprintf(arg, sizeof(arg), "%s,shared", initrd);
+	ck_assert_int_eq(PARSE("-k", kernel, "-d", arg), CLI_OK);
+	ck_assert_int_eq(devices_blk_options(&cfg.devices[0], &o, err,
+					     sizeof(err)), -EINVAL);
+	ck_assert_msg(strstr(err, "shared needs ro") && strstr(err, initrd),
+		      "message: %s", err);
+}
+END_TEST
+
+/* A disk that cannot be opened: "disk 'PATH': REASON", and when a
+ * backing chain's reason is longer than the message can be, its middle
+ * gives way, not its end (the reason itself). */
+START_TEST(blk_errors_name_the_disk_and_keep_the_reason)
+{
+	const struct device_kind *blk = devices_find_kind("blk");
+	char arg[4400], fifo[PATH_MAX + 16], *deep, *a, *b, *cmd;
+	struct virtio_device *dev = NULL;
+	char small[300];
+
+	snprintf(fifo, sizeof(fifo), "%s/disk.fifo", dir);
+	ck_assert_int_eq(mkfifo(fifo, 0644), 0);
+	snprintf(arg, sizeof(arg), "%s,ro", fifo);
+	ck_assert_int_eq(PARSE("-k", kernel, "-d", arg), CLI_OK);
+	ck_assert_int_lt(blk->create(&cfg.devices[0], NULL, "blk0", &dev, err,
+				     sizeof(err)), 0);
+	ck_assert_ptr_null(dev);
+	snprintf(arg, sizeof(arg), "disk '%s': is a FIFO", fifo);
+	ck_assert_str_eq(err, arg);
+	unlink(fifo);
+
+	ck_assert_int_gt(asprintf(&deep, "%s/%0200d", dir, 0), 0);
+	ck_assert_int_eq(mkdir(deep, 0755), 0);
+	/* The top image's path must fit in -d; the chain's need not. */
+	ck_assert_int_gt(asprintf(&a, "%s/top.qcow2", dir), 0);
+	ck_assert_int_gt(asprintf(&b, "%s/mid-%060d.qcow2", deep, 0), 0);
+	ck_assert_int_gt(asprintf(&cmd,
+		 "qemu-img create -q -f qcow2 -u -b '%s/gone' -F qcow2 '%s' 16M"
+		 " && qemu-img create -q -f qcow2 -u -b '%s' -F qcow2 '%s' 16M",
+		 deep, b, b, a), 0);
+	ck_assert_int_eq(system(cmd), 0);
+	free(cmd);
+	ck_assert_int_eq(PARSE("-k", kernel, "-d", a), CLI_OK);
+	ck_assert_int_lt(blk->create(&cfg.devices[0], NULL, "blk0", &dev,
+				     small, sizeof(small)), 0);
+	ck_assert_uint_eq(strlen(small), sizeof(small) - 1);
+	ck_assert_msg(strncmp(small, "disk '", 6) == 0 &&
+		      strstr(small, " ... ") &&
+		      strstr(small, "/gone': cannot open: No such file or "
+				    "directory"),
+		      "message: %s", small);
+	ck_assert_int_gt(asprintf(&cmd, "rm -rf '%s' '%s'", deep, a), 0);
+	ck_assert_int_eq(system(cmd), 0);
+	free(cmd);
+	free(a);
+	free(b);
+	free(deep);
+}
+END_TEST
+
 START_TEST(usage_mentions_disk_option)
 {
 	char buf[4096] = "";
@@ -558,6 +665,8 @@ START_TEST(usage_mentions_disk_option)
 	cli_run_usage(f);
 	fclose(f);
 	ck_assert_ptr_nonnull(strstr(buf, "--disk PATH"));
+	ck_assert_ptr_nonnull(strstr(buf, "backing=on|off"));
+	ck_assert_ptr_nonnull(strstr(buf, "[,shared]"));
 }
 END_TEST
 
@@ -601,6 +710,9 @@ static Suite *cli_suite(void)
 	tcase_add_test(tc, usage_mentions_device_options);
 	tcase_add_test(tc, disk_option_is_shorthand_for_blk_device);
 	tcase_add_test(tc, bad_disk_values);
+	tcase_add_test(tc, disk_backing_and_shared_options);
+	tcase_add_test(tc, bad_backing_and_shared_values);
+	tcase_add_test(tc, blk_errors_name_the_disk_and_keep_the_reason);
 	tcase_add_test(tc, usage_mentions_disk_option);
 	suite_add_tcase(s, tc);
 	return s;

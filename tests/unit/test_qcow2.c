@@ -1347,6 +1347,105 @@ START_TEST(test_qcow2_refuses_missing_backing_file_with_its_name)
 }
 END_TEST
 
+/* QEMU's rule: the compression-type bit is set exactly when the type is
+ * not zlib; zlib with the bit set contradicts the header. */
+START_TEST(test_qcow2_refuses_compression_bit_with_zlib)
+{
+	const char *img = fresh("zb.qcow2", "");
+
+	patch(img, 72 + 7, "\x08", 1);
+	expect_refused(img, "compression-type incompatible bit is set");
+}
+END_TEST
+
+/* backing=off: an image that names a backing file is refused, naming
+ * it, and no file of the chain is opened. */
+START_TEST(test_qcow2_backing_off_refuses_an_image_naming_one)
+{
+	const char *base = path("boff-base.qcow2"), *img = path("boff.qcow2");
+	struct disk_options o = { .no_backing = true };
+	struct disk *d = NULL;
+
+	ck_assert_int_eq(sh("qemu-img create -q -f qcow2 '%s' 16M", base), 0);
+	ck_assert_int_eq(sh("qemu-img create -q -f qcow2 -b '%s' -F qcow2 "
+			    "'%s' 16M", base, img), 0);
+	ck_assert_int_eq(disk_open(img, &o, &d, why, sizeof(why)), -EPERM);
+	ck_assert_ptr_null(d);
+	ck_assert_msg(strstr(why, "backing=off") && strstr(why, base),
+		      "reason: %s", why);
+	/* Without it the chain opens (and this is not a leftover lock of
+	 * the refused open). */
+	o.no_backing = false;
+	ck_assert_int_eq(disk_open(img, &o, &d, why, sizeof(why)), 0);
+	disk_close(d);
+}
+END_TEST
+
+/* A chain's error keeps its end, the reason, however long the names
+ * (it used to be cut at about 220 bytes). */
+START_TEST(test_qcow2_long_backing_chain_error_is_not_cut)
+{
+	char dir[300], a[400], b[400], big[4096];
+	struct disk_options o = { 0 };
+	struct disk *d = NULL;
+
+	snprintf(dir, sizeof(dir), "%s/%0220d", unit_scratch, 0);
+	ck_assert_int_eq(mkdir(dir, 0755), 0);
+	snprintf(a, sizeof(a), "%s/top-%060d.qcow2", dir, 0);
+	snprintf(b, sizeof(b), "%s/mid-%060d.qcow2", dir, 0);
+	ck_assert_int_eq(sh("qemu-img create -q -f qcow2 -u -b '%s/gone' "
+			    "-F qcow2 '%s' 16M", dir, b), 0);
+	ck_assert_int_eq(sh("qemu-img create -q -f qcow2 -u -b '%s' -F qcow2 "
+			    "'%s' 16M", b, a), 0);
+	ck_assert_int_lt(disk_open(a, &o, &d, big, sizeof(big)), 0);
+	ck_assert_msg(strlen(big) > 400 && strstr(big, "No such file"),
+		      "reason (%zu bytes): %s", strlen(big), big);
+}
+END_TEST
+
+/* An L2 entry that points past the end of the file must stay unusable
+ * once the file has grown over that cluster for another guest cluster:
+ * writing through it in place would overwrite that one's data. */
+START_TEST(test_qcow2_entry_past_the_end_never_aliases_a_new_cluster)
+{
+	const char *img = path("alias.qcow2"), *ref = path("alias.raw");
+	uint8_t buf[4096], w[4096], be[8];
+	uint64_t l1off, l2off, end;
+	struct stat st;
+	struct disk *d;
+	int fd;
+
+	make_raw(ref, 4 << 20);
+	fd = open(ref, O_RDWR);
+	fill(buf, sizeof(buf), 3);
+	for (int c = 0; c < 8; c++)
+		ck_assert_int_eq(pwrite(fd, buf, sizeof(buf), c * 65536), 4096);
+	close(fd);
+	ck_assert_int_eq(sh("qemu-img convert -O qcow2 '%s' '%s'", ref, img), 0);
+	fd = open(img, O_RDWR);
+	ck_assert_int_eq(fstat(fd, &st), 0);
+	end = ((uint64_t)st.st_size + 65535) & ~65535ull;
+	l2off = first_l2_table(fd, &l1off);
+	/* Guest cluster 5 (allocated, COPIED) now names the cluster right
+	 * past the end: the next one the image will allocate. */
+	*(uint64_t *)be = htobe64((1ull << 63) | end);
+	ck_assert_int_eq(pwrite(fd, be, 8, (off_t)l2off + 5 * 8), 8);
+	close(fd);
+
+	d = open_disk(img, DISK_FORMAT_AUTO, false, DISK_AIO_THREADS);
+	fill(w, sizeof(w), 4);
+	/* Guest cluster 20 is a hole: this allocates cluster |end|. */
+	ck_assert_int_eq(disk_pwrite(d, 20 * 65536, w, sizeof(w)), 0);
+	memset(buf, 0x66, sizeof(buf));
+	ck_assert_int_eq(disk_pwrite(d, 5 * 65536, buf, sizeof(buf)), -EIO);
+	ck_assert_int_eq(disk_close(d), 0);
+	d = open_disk(img, DISK_FORMAT_AUTO, true, DISK_AIO_THREADS);
+	ck_assert_int_eq(disk_pread(d, 20 * 65536, buf, sizeof(buf)), 0);
+	ck_assert_mem_eq(buf, w, sizeof(w));
+	disk_close(d);
+}
+END_TEST
+
 START_TEST(test_qcow2_corrupt_l2_pointer_is_an_io_error_not_a_crash)
 {
 	const char *img = path("bad.qcow2"), *ref = path("bad.raw");
@@ -1759,6 +1858,10 @@ static Suite *qcow2_suite(void)
 	tcase_add_test(bad, test_qcow2_refuses_l1_beyond_file);
 	tcase_add_test(bad, test_qcow2_refuses_zstd_and_corrupt_for_writing);
 	tcase_add_test(bad, test_qcow2_refuses_missing_backing_file_with_its_name);
+	tcase_add_test(bad, test_qcow2_refuses_compression_bit_with_zlib);
+	tcase_add_test(bad, test_qcow2_backing_off_refuses_an_image_naming_one);
+	tcase_add_test(bad, test_qcow2_long_backing_chain_error_is_not_cut);
+	tcase_add_test(bad, test_qcow2_entry_past_the_end_never_aliases_a_new_cluster);
 	tcase_add_test(bad, test_qcow2_corrupt_l2_pointer_is_an_io_error_not_a_crash);
 	tcase_add_test(bad, test_qcow2_l2_entry_on_metadata_or_past_the_end_is_an_io_error);
 	tcase_add_test(bad, test_qcow2_refuses_truncated_headers);

@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <linux/fs.h>
+#include <linux/magic.h>
 #include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -15,7 +16,10 @@
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <unistd.h>
+
+#include "vmm/log.h"
 
 /* Backing chains deeper than this are refused (and loops end here). */
 #define DISK_MAX_BACKING_DEPTH 16
@@ -148,15 +152,240 @@ static uint32_t direct_io_block(int fd)
 	return b;
 }
 
+/* ---- what may be opened ---------------------------------------------------
+ * An image is a regular file or a block device.  Anything else is refused
+ * by its type, looked up before open(): opening a FIFO waits for a
+ * writer (for ever), a device node may act on open (a tape rewinds, a
+ * watchdog starts) and a socket cannot be opened.  The open itself is
+ * O_NONBLOCK in case the path changed in between, and the type is
+ * checked again on the fd.  A backing file is named by the image, which
+ * is untrusted input: only a regular file, and none of the kernel's
+ * pseudo file systems (/proc/self/mem, /proc/kcore, sysfs attributes). */
+
+static const char *file_kind(mode_t mode)
+{
+	switch (mode & S_IFMT) {
+	case S_IFIFO: return "a FIFO";
+	case S_IFCHR: return "a character device";
+	case S_IFSOCK: return "a socket";
+	case S_IFDIR: return "a directory";
+	case S_IFBLK: return "a block device";
+	}
+	return NULL;
+}
+
+static int check_file_type(mode_t mode, bool backing, char *why,
+			   size_t why_len)
+{
+	const char *kind = file_kind(mode);
+
+	if (S_ISREG(mode) || (S_ISBLK(mode) && !backing))
+		return 0;
+	if (S_ISBLK(mode))
+		disk_set_why(why, why_len, "is a block device, and a backing "
+			     "file must be a regular file");
+	else if (kind)
+		disk_set_why(why, why_len, "is %s", kind);
+	else
+		disk_set_why(why, why_len,
+			     "not a regular file or block device");
+	return -EINVAL;
+}
+
+#ifndef CONFIGFS_MAGIC
+#define CONFIGFS_MAGIC 0x62656570
+#endif
+#ifndef FUSECTL_SUPER_MAGIC
+#define FUSECTL_SUPER_MAGIC 0x65735543
+#endif
+
+/* File systems of kernel interfaces: no image lives there. */
+static const struct {
+	unsigned long magic;
+	const char *name;
+} kernel_fs[] = {
+	{ PROC_SUPER_MAGIC, "procfs" },
+	{ SYSFS_MAGIC, "sysfs" },
+	{ DEBUGFS_MAGIC, "debugfs" },
+	{ TRACEFS_MAGIC, "tracefs" },
+	{ SECURITYFS_MAGIC, "securityfs" },
+	{ CGROUP_SUPER_MAGIC, "cgroup" },
+	{ CGROUP2_SUPER_MAGIC, "cgroup2" },
+	{ BPF_FS_MAGIC, "bpf" },
+	{ PSTOREFS_MAGIC, "pstore" },
+	{ EFIVARFS_MAGIC, "efivarfs" },
+	{ SELINUX_MAGIC, "selinuxfs" },
+	{ SMACK_MAGIC, "smackfs" },
+	{ CONFIGFS_MAGIC, "configfs" },
+	{ FUSECTL_SUPER_MAGIC, "fusectl" },
+	{ BINFMTFS_MAGIC, "binfmt_misc" },
+	{ DEVPTS_SUPER_MAGIC, "devpts" },
+	{ NSFS_MAGIC, "nsfs" },
+	{ USBDEVICE_SUPER_MAGIC, "usbdevfs" },
+};
+
+static int check_backing_fs(const struct statfs *sfs, char *why,
+			    size_t why_len)
+{
+	for (size_t i = 0; i < sizeof(kernel_fs) / sizeof(kernel_fs[0]); i++)
+		if ((unsigned long)sfs->f_type == kernel_fs[i].magic) {
+			disk_set_why(why, why_len,
+				     "is on %s (a kernel interface, not an "
+				     "image): refused as a backing file",
+				     kernel_fs[i].name);
+			return -EINVAL;
+		}
+	return 0;
+}
+
+/* ---- the images this process has open ---------------------------------
+ * For the reason of a lock conflict: when the holder is this very
+ * process (two -d of one image, an image that is also a backing file of
+ * another disk), "another process" would send the user looking for the
+ * wrong thing. */
+
+struct open_image {
+	const struct disk *disk;
+	dev_t dev;
+	ino_t ino;
+	bool writable, locked, backing;
+	struct open_image *next;
+};
+
+static pthread_mutex_t open_images_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct open_image *open_images;
+
+static void open_image_add(const struct disk *disk, const struct stat *st,
+			   const struct disk_options *opts)
+{
+	struct open_image *o = calloc(1, sizeof(*o));
+
+	if (!o)
+		return; /* only a message would be less precise */
+	o->disk = disk;
+	o->dev = st->st_dev;
+	o->ino = st->st_ino;
+	o->writable = !opts->read_only;
+	o->locked = !opts->no_lock;
+	o->backing = opts->backing_file;
+	pthread_mutex_lock(&open_images_lock);
+	o->next = open_images;
+	open_images = o;
+	pthread_mutex_unlock(&open_images_lock);
+}
+
+static void open_image_remove(const struct disk *disk)
+{
+	pthread_mutex_lock(&open_images_lock);
+	for (struct open_image **p = &open_images; *p; p = &(*p)->next)
+		if ((*p)->disk == disk) {
+			struct open_image *o = *p;
+
+			*p = o->next;
+			free(o);
+			break;
+		}
+	pthread_mutex_unlock(&open_images_lock);
+}
+
+/* The lock of |st| cannot be had: say who holds it, if it is us. */
+static void lock_conflict_why(const struct stat *st, bool writable,
+			      char *why, size_t why_len)
+{
+	const struct open_image *held = NULL;
+
+	pthread_mutex_lock(&open_images_lock);
+	for (const struct open_image *o = open_images; o && !held; o = o->next)
+		if (o->dev == st->st_dev && o->ino == st->st_ino &&
+		    o->locked && (o->writable || writable))
+			held = o;
+	if (held)
+		disk_set_why(why, why_len,
+			     "the same image as %s '%s' (locked by it)",
+			     held->backing ? "backing file" : "disk",
+			     held->disk->path);
+	else
+		disk_set_why(why, why_len, "image is locked by another process "
+			     "(in use by another VM?)");
+	pthread_mutex_unlock(&open_images_lock);
+}
+
+/* QEMU locks single bytes of an image: a read lock on byte 100 + N for
+ * each permission N it holds (0 consistent read, 1 write, 2 write
+ * unchanged, 3 resize), on 200 + N for each it does not share.  A
+ * whole-file read lock does not conflict with any of them, so a
+ * read-only open looks for a lock on byte 101: someone who may write
+ * the image under us.  (A whole-file read lock there is another
+ * reader, such as a read-only kite.) */
+static bool writer_holds_byte_101(int fd)
+{
+	struct flock fl = {
+		.l_type = F_WRLCK, .l_whence = SEEK_SET,
+		.l_start = 101, .l_len = 1,
+	};
+
+	if (fcntl(fd, F_OFD_GETLK, &fl) < 0 || fl.l_type == F_UNLCK)
+		return false;
+	return !(fl.l_type == F_RDLCK && fl.l_start == 0 && fl.l_len == 0);
+}
+
+static int lock_image(struct disk *disk, const struct stat *st,
+		      const struct disk_options *opts, char *why,
+		      size_t why_len)
+{
+	struct flock fl = {
+		.l_type = opts->read_only ? F_RDLCK : F_WRLCK,
+		.l_whence = SEEK_SET,
+	};
+	int err;
+
+	if (fcntl(disk->fd, F_OFD_SETLK, &fl) < 0) {
+		err = -errno;
+		if (errno == EAGAIN || errno == EACCES) {
+			lock_conflict_why(st, !opts->read_only, why, why_len);
+			return -EBUSY;
+		}
+		disk_set_why(why, why_len, "cannot lock: %s", strerror(errno));
+		return err;
+	}
+	if (opts->read_only && writer_holds_byte_101(disk->fd)) {
+		if (!opts->shared) {
+			disk_set_why(why, why_len,
+				     "image is open for writing by another "
+				     "program (QEMU's lock on byte 101); "
+				     "add 'shared' to read it anyway");
+			return -EBUSY;
+		}
+		kite_warn("disk '%s': image is open for writing by another "
+			  "program (QEMU's lock on byte 101); reading it "
+			  "anyway (shared): the guest may see it change",
+			  disk->path);
+	}
+	return 0;
+}
+
 int disk_file_open(struct disk *disk, const char *path,
 		   const struct disk_options *opts, char *why, size_t why_len)
 {
-	int flags = (opts->read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC;
+	int flags = (opts->read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC |
+		    O_NONBLOCK | O_NOCTTY;
+	bool backing = opts->backing_file;
+	struct statfs sfs;
 	struct stat st;
-	int err;
+	int err, fl;
 
 	if (opts->direct)
 		flags |= O_DIRECT;
+	/* Look first (following symbolic links, as open will): see "what
+	 * may be opened" above.  A path that is not there is open's to
+	 * report. */
+	if (stat(path, &st) == 0) {
+		err = check_file_type(st.st_mode, backing, why, why_len);
+		if (!err && backing && statfs(path, &sfs) == 0)
+			err = check_backing_fs(&sfs, why, why_len);
+		if (err)
+			return err;
+	}
 	/* The guest's reads are not accesses anyone asks about: without
 	 * O_NOATIME every read checks (and once a day writes) the image's
 	 * access time.  Only the file's owner (or CAP_FOWNER) may ask for
@@ -173,6 +402,29 @@ int disk_file_open(struct disk *disk, const char *path,
 	if (fstat(disk->fd, &st) < 0) {
 		err = -errno;
 		disk_set_why(why, why_len, "stat: %s", strerror(errno));
+		return err;
+	}
+	/* Again on what was opened: the path may have changed since. */
+	err = check_file_type(st.st_mode, backing, why, why_len);
+	if (err)
+		return err;
+	if (backing) {
+		if (fstatfs(disk->fd, &sfs) < 0) {
+			err = -errno;
+			disk_set_why(why, why_len, "statfs: %s",
+				     strerror(errno));
+			return err;
+		}
+		err = check_backing_fs(&sfs, why, why_len);
+		if (err)
+			return err;
+	}
+	/* O_NONBLOCK was for the open only: io_uring would answer EAGAIN
+	 * instead of waiting for a read of a non-blocking file. */
+	fl = fcntl(disk->fd, F_GETFL);
+	if (fl < 0 || fcntl(disk->fd, F_SETFL, fl & ~O_NONBLOCK) < 0) {
+		err = -errno;
+		disk_set_why(why, why_len, "fcntl: %s", strerror(errno));
 		return err;
 	}
 	if (S_ISBLK(st.st_mode)) {
@@ -196,7 +448,7 @@ int disk_file_open(struct disk *disk, const char *path,
 		disk->logical_block = (uint32_t)lbs;
 		disk->physical_block = pbs;
 		disk->discard_granularity = pbs;
-	} else if (S_ISREG(st.st_mode)) {
+	} else {
 		disk->size = (uint64_t)st.st_size;
 		/* Buffered I/O addresses single sectors; O_DIRECT what the
 		 * file system says it can (see direct_io_block). */
@@ -209,9 +461,6 @@ int disk_file_open(struct disk *disk, const char *path,
 		if (disk->physical_block < disk->logical_block)
 			disk->physical_block = disk->logical_block;
 		disk->discard_granularity = disk->physical_block;
-	} else {
-		disk_set_why(why, why_len, "not a regular file or block device");
-		return -EINVAL;
 	}
 	disk->read_only = opts->read_only;
 	if (opts->direct && opts->min_dio_block > disk->logical_block) {
@@ -229,29 +478,17 @@ int disk_file_open(struct disk *disk, const char *path,
 	disk->dio_block = opts->direct ? disk->logical_block : 0;
 
 	if (!opts->no_lock) {
-		struct flock fl = {
-			.l_type = opts->read_only ? F_RDLCK : F_WRLCK,
-			.l_whence = SEEK_SET,
-		};
-
-		if (fcntl(disk->fd, F_OFD_SETLK, &fl) < 0) {
-			err = -errno;
-			if (errno == EAGAIN || errno == EACCES) {
-				disk_set_why(why, why_len,
-					"image is locked by another process "
-					"(in use by another VM?)");
-				return -EBUSY;
-			}
-			disk_set_why(why, why_len, "cannot lock: %s",
-				strerror(errno));
+		err = lock_image(disk, &st, opts, why, why_len);
+		if (err)
 			return err;
-		}
 	}
+	open_image_add(disk, &st, opts);
 	return 0;
 }
 
 static void disk_free(struct disk *disk)
 {
+	open_image_remove(disk);
 	if (disk->fd >= 0)
 		close(disk->fd);
 	free(disk->path);
@@ -318,15 +555,45 @@ fail:
 	return err;
 }
 
+/* With -v: the chain |disk| resolved to, once per disk, e.g.
+ * disk 'top.qcow2': qcow2, backing '/abs/base.qcow2' (qcow2) -> '/abs/x.raw' (raw)
+ * (backing files by their real path: the name in the image is relative
+ * to it, and may pass through symbolic links). */
+static void report_chain(const char *path, const struct disk *disk)
+{
+	char *text = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&text, &len);
+
+	if (!f)
+		return;
+	fputs(disk_format_name(disk), f);
+	for (const struct disk *b = disk->backing; b; b = b->backing) {
+		char *real = realpath(b->path, NULL);
+
+		fprintf(f, "%s'%s' (%s)",
+			b == disk->backing ? ", backing " : " -> ",
+			real ? real : b->path, disk_format_name(b));
+		free(real);
+	}
+	if (fclose(f) == 0)
+		kite_info("disk '%s': %s", path, text);
+	free(text);
+}
+
 int disk_open(const char *path, const struct disk_options *opts,
 	      struct disk **out, char *why, size_t why_len)
 {
 	static const struct disk_options defaults;
+	int err;
 
 	if (why && why_len)
 		why[0] = '\0';
-	return disk_open_depth(path, opts ? opts : &defaults, 0, out, why,
-			       why_len);
+	err = disk_open_depth(path, opts ? opts : &defaults, 0, out, why,
+			      why_len);
+	if (!err && kite_verbose)
+		report_chain(path, *out);
+	return err;
 }
 
 int disk_open_queue(struct disk *disk, struct disk **out)
@@ -429,6 +696,19 @@ bool disk_uses_io_uring(const struct disk *disk)
 }
 
 /* ---- the aio engine --------------------------------------------------- */
+
+/* A request as the engine allocates it: what the backend sees, and the
+ * engine's own part. */
+struct engine_request {
+	struct disk_request req;  /* first: the spares list links these */
+	void *copy;               /* the data of a covers_head() write */
+	struct iovec copy_iov;
+};
+
+static struct engine_request *engine_request(struct disk_request *req)
+{
+	return (struct engine_request *)req;
+}
 
 static void signal_event(struct disk *disk)
 {
@@ -628,7 +908,7 @@ void disk_engine_destroy(struct disk *disk)
 	while (disk->spare) {
 		struct disk_request *next = disk->spare->next;
 
-		free(disk->spare);
+		free(engine_request(disk->spare));
 		disk->spare = next;
 	}
 	disk->nr_spare = 0;
@@ -665,20 +945,56 @@ static bool range_ok(const struct disk *disk, uint64_t offset, uint64_t len)
 	return offset <= disk->size && len <= disk->size - offset;
 }
 
-/* A guest must not turn a probed raw image into a qcow2 one (whose
- * backing file could then name any host file on the next start): writes
- * of the qcow2 magic to offset 0 of such an image are refused. */
-static bool forges_qcow2(const struct disk *disk, enum disk_op op,
-			 uint64_t offset, const struct iovec *iov, int iovcnt)
-{
-	static const uint8_t magic[4] = { 'Q', 'F', 'I', 0xfb };
-	uint8_t head[4];
+/* ---- the head of a probed raw image -------------------------------------
+ * A guest must not turn a probed raw image into a qcow2 one (whose
+ * backing file could then name any host file on the next start): a
+ * write that would put the qcow2 magic at offset 0 of such an image is
+ * refused.  The bytes checked must be the bytes written: the write reads
+ * its buffer again later (io_uring, a pool worker), and a second guest
+ * thread could change guest memory in between.  So a write that covers
+ * any of bytes 0-3 is copied (the whole request: such writes are rare)
+ * into a buffer the request owns, checked there and written from there.
+ * A write covering those bytes only in part is checked together with
+ * what the file holds in the others; virtio-blk's writes are whole
+ * sectors, so a guest cannot split the magic over two writes. */
 
-	if (!disk->probed_raw || op != DISK_OP_WRITE || offset != 0 ||
-	    iov_total(iov, iovcnt) < 4)
-		return false;
-	iov_to_buf(iov, iovcnt, 0, head, 4);
-	return memcmp(head, magic, 4) == 0;
+static const uint8_t qcow2_magic[4] = { 'Q', 'F', 'I', 0xfb };
+
+static bool covers_head(const struct disk *disk, enum disk_op op,
+			uint64_t offset, uint64_t len)
+{
+	return disk->probed_raw && op == DISK_OP_WRITE && offset < 4 &&
+	       len > 0;
+}
+
+/* Copy the data of a write that covers_head() into *|copy| (freed by the
+ * caller, also on failure), describe it in |copy_iov|, and check it: 0,
+ * -EPERM for the qcow2 magic, or another negative errno. */
+static int copy_head(struct disk *disk, uint64_t offset, uint64_t len,
+		     const struct iovec *iov, int iovcnt, void **copy,
+		     struct iovec *copy_iov)
+{
+	size_t align = disk_dio_block(disk) > 4096 ? disk_dio_block(disk)
+						   : 4096;
+	uint8_t head[4] = { 0 };
+	int err;
+
+	*copy = NULL;
+	if (len > SIZE_MAX || posix_memalign(copy, align, (size_t)len))
+		return -ENOMEM;
+	iov_to_buf(iov, iovcnt, 0, *copy, len);
+	copy_iov->iov_base = *copy;
+	copy_iov->iov_len = (size_t)len;
+	if (offset > 0 || len < 4) {
+		struct iovec hiov = { head, sizeof(head) };
+
+		err = disk_fd_rw(disk->fd, disk_dio_block(disk), 0, &hiov, 1,
+				 false);
+		if (err)
+			return err;
+	}
+	memcpy(head + offset, *copy, len < 4 - offset ? len : 4 - offset);
+	return memcmp(head, qcow2_magic, 4) == 0 ? -EPERM : 0;
 }
 
 /* Hand the prepared SQEs to the kernel. */
@@ -729,18 +1045,26 @@ static struct disk_request *req_alloc(struct disk *disk)
 {
 	struct disk_request *req = disk->spare;
 
-	if (!req)
-		return calloc(1, sizeof(*req));
+	if (!req) {
+		struct engine_request *er = calloc(1, sizeof(*er));
+
+		return er ? &er->req : NULL;
+	}
 	disk->spare = req->next;
 	disk->nr_spare--;
-	memset(req, 0, sizeof(*req));
+	memset(engine_request(req), 0, sizeof(struct engine_request));
 	return req;
 }
 
+/* Every request ends here, completed or refused: its copy goes too. */
 static void req_free(struct disk *disk, struct disk_request *req)
 {
+	struct engine_request *er = engine_request(req);
+
+	free(er->copy);
+	er->copy = NULL;
 	if (disk->nr_spare >= DISK_MAX_SPARE) {
-		free(req);
+		free(er);
 		return;
 	}
 	req->next = disk->spare;
@@ -761,11 +1085,21 @@ static int submit(struct disk *disk, enum disk_op op, uint64_t offset,
 		return -EINVAL;
 	if (iovcnt < 0 || iovcnt > IOV_MAX)
 		return -EINVAL;
-	if (forges_qcow2(disk, op, offset, iov, iovcnt))
-		return -EPERM;
 	req = req_alloc(disk);
 	if (!req)
 		return -ENOMEM;
+	if (covers_head(disk, op, offset, len)) {
+		struct engine_request *er = engine_request(req);
+
+		err = copy_head(disk, offset, len, iov, iovcnt, &er->copy,
+				&er->copy_iov);
+		if (err) {
+			req_free(disk, req);
+			return err;
+		}
+		iov = &er->copy_iov;
+		iovcnt = 1;
+	}
 	req->disk = disk;
 	req->op = op;
 	req->offset = offset;
@@ -985,14 +1319,29 @@ static int run_sync(struct disk *disk, enum disk_op op, uint64_t offset,
 		.disk = disk, .op = op, .offset = offset, .len = len,
 		.iov = iov, .iovcnt = iovcnt, .may_unmap = may_unmap,
 	};
+	struct iovec copy_iov;
+	void *copy = NULL;
+	int err;
 
 	if (op != DISK_OP_READ && op != DISK_OP_FLUSH && disk->read_only)
 		return -EROFS;
 	if (op != DISK_OP_FLUSH && !range_ok(disk, offset, len))
 		return -EINVAL;
-	if (forges_qcow2(disk, op, offset, iov, iovcnt))
-		return -EPERM;
-	return exec_held(disk, &req);
+	if (covers_head(disk, op, offset, len)) {
+		/* The caller's buffer may be shared with other threads
+		 * too: the same rule as for asynchronous writes. */
+		err = copy_head(disk, offset, len, iov, iovcnt, &copy,
+				&copy_iov);
+		if (err) {
+			free(copy);
+			return err;
+		}
+		req.iov = &copy_iov;
+		req.iovcnt = 1;
+	}
+	err = exec_held(disk, &req);
+	free(copy);
+	return err;
 }
 
 int disk_preadv(struct disk *disk, uint64_t offset, const struct iovec *iov,

@@ -27,7 +27,15 @@
  * Image files are locked with OFD locks (F_OFD_SETLK): a write lock for
  * a writable disk, a read lock for a read-only one and for backing
  * files, so two VMs cannot write one image (nor one write an image that
- * another reads).
+ * another reads).  A read-only open also refuses an image that QEMU
+ * holds with write permission (its read lock on byte 101, which a
+ * whole-file read lock does not conflict with) unless |shared|.
+ *
+ * Only regular files and block devices are opened (a FIFO, socket,
+ * character device or directory is refused by type before open(), so
+ * none can hang kite); backing files, which an untrusted image names,
+ * only regular files outside the kernel's pseudo file systems (procfs,
+ * sysfs, ...).
  *
  * Errors at open come back as a negative errno plus a sentence in |why|
  * ("qcow2 header: unsupported version 4"); the caller prefixes the path
@@ -62,6 +70,16 @@ struct disk_options {
 	 * two, 0: what the file system needs).  Tests: a 4 KiB-sector disk
 	 * on a 512-byte one. */
 	uint32_t min_dio_block;
+	/* backing=off: refuse an image that names a backing file (an
+	 * untrusted image then reaches no other host file). */
+	bool no_backing;
+	/* Set by qcow2 for each file of a backing chain: it must be a
+	 * regular file (no device, FIFO or socket) outside procfs/sysfs. */
+	bool backing_file;
+	/* With |read_only| (-d IMG,ro,shared): open an image that another
+	 * program holds open for writing (QEMU's lock on byte 101), with a
+	 * warning, instead of refusing it. */
+	bool shared;
 };
 
 /* Completion callback: |result| is 0 or a negative errno. */

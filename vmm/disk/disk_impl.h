@@ -62,6 +62,9 @@ struct disk {
 	uint64_t size;
 	bool read_only, is_blockdev;
 	bool probed_raw;            /* raw by probing, not by request */
+	/* The image's backing file (qcow2; owned by the backend), for
+	 * reporting the chain; NULL when there is none. */
+	struct disk *backing;
 	uint32_t logical_block, physical_block, discard_granularity;
 	/* The block the fd addresses with O_DIRECT (0: buffered).  Raw
 	 * shows it to the guest as the logical block; qcow2 shows 512. */

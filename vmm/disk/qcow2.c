@@ -40,12 +40,36 @@
  * so no block holds both metadata and data; metadata writes happen under
  * the lock, and guest writes into one block are kept apart by disk.c's
  * write guard (guests see 512-byte blocks here whatever the O_DIRECT
- * block, so on a 4 KiB one such writes are common). */
+ * block, so on a 4 KiB one such writes are common).
+ *
+ * Integrity.  An image is untrusted input: its tables may point
+ * anywhere.  No cluster is written, freed or punched for the guest
+ * unless the image's own structures agree that it is that entry's data:
+ *   - the metadata map (struct meta_map) knows every cluster the header,
+ *     the L1 and refcount tables, the refcount blocks and the L2 tables
+ *     occupy.  An L1 or refcount-table entry whose table would land on
+ *     other metadata is marked ENTRY_BAD at open and never used;
+ *   - an L2 entry (normal, zero with an offset, or every cluster of a
+ *     compressed extent) is used only when its clusters lie in the file,
+ *     hold no metadata, and -- for clusters this run appended -- were
+ *     allocated for that very guest cluster (entry_ok);
+ *   - before a write in place the data cluster's refcount must be 1
+ *     (more: copy on write instead); before an entry is released every
+ *     cluster it names must have a refcount, and a compressed entry's
+ *     size field must not claim a cluster its deflate stream does not
+ *     reach (release_ok).  All of it is checked before anything changes.
+ * A contradiction fails the request with -EIO and marks the image
+ * corrupt (corrupt()): the incompatible "corrupt" bit goes into a v3
+ * header, as QEMU does, every later write of this run fails, and the
+ * next writable open is refused until `qemu-img check -r all` repairs
+ * it.  Reads of sound clusters go on. */
 #include "vmm/disk/disk_impl.h"
+#include "vmm/log.h"
 
 #include <endian.h>
 #include <errno.h>
 #include <libgen.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,6 +85,10 @@
 #define L1E_OFFSET_MASK  0x00fffffffffffe00ull
 #define L2E_OFFSET_MASK  0x00fffffffffffe00ull
 #define RTE_OFFSET_MASK  0xfffffffffffffe00ull
+/* In memory only, in an L1 or refcount-table entry (whose low 9 bits
+ * are reserved on disk): the table it names overlaps other metadata, so
+ * the entry must not be used (see meta_map_build). */
+#define ENTRY_BAD        1ull
 
 #define INCOMPAT_DIRTY       (1ull << 0)
 #define INCOMPAT_CORRUPT     (1ull << 1)
@@ -83,6 +111,25 @@
 #define RC_CACHE_SIZE 8
 
 enum entry_kind { E_UNALLOCATED, E_ZERO, E_NORMAL, E_COMPRESSED };
+
+/* What occupies a cluster of the image's own structures. */
+enum meta_kind {
+	META_NONE,
+	META_HEADER,
+	META_L1,
+	META_REFTABLE,
+	META_REFBLOCK,
+	META_L2,
+	META_GONE,      /* was metadata, freed (the old refcount table) */
+};
+
+/* Every metadata cluster by index, in an open-addressing hash table
+ * (linear probing; a freed one keeps its slot as META_GONE). */
+struct meta_map {
+	uint64_t *key;      /* cluster index + 1; 0: empty slot */
+	uint8_t *kind;
+	uint64_t cap, used; /* cap: a power of two, used < cap / 2 */
+};
 
 struct table_cache {
 	uint64_t offset[L2_CACHE_SIZE];
@@ -111,6 +158,18 @@ struct qcow2 {
 	bool writable, dirty_set;
 	uint64_t clock;
 	struct table_cache l2c, rcc;
+
+	/* Integrity (see "Integrity" above).  |corrupt|: a contradiction was
+	 * found; writes fail from then on. */
+	const char *path;
+	bool corrupt;
+	struct meta_map meta;
+	/* Clusters appended in this run: index - open_end into |owner|,
+	 * the guest cluster each was allocated for, + 1 (0: metadata or
+	 * freed).  An L2 entry can name such a cluster only if this run
+	 * wrote it for that guest cluster. */
+	uint64_t open_end;
+	uint64_t *owner, owner_cap;
 };
 
 
@@ -227,6 +286,180 @@ static void cache_free(struct table_cache *c)
 	for (unsigned i = 0; i < c->n; i++)
 		free(c->buf[i]);
 	c->n = 0;
+}
+
+/* ---- the metadata map ----------------------------------------------------- */
+
+static uint64_t meta_slot(const struct meta_map *m, uint64_t cluster)
+{
+	uint64_t i = (cluster * 0x9e3779b97f4a7c15ull) & (m->cap - 1);
+
+	while (m->key[i] && m->key[i] != cluster + 1)
+		i = (i + 1) & (m->cap - 1);
+	return i;
+}
+
+static enum meta_kind meta_kind_of(const struct qcow2 *q, uint64_t cluster)
+{
+	const struct meta_map *m = &q->meta;
+	uint64_t i;
+
+	if (!m->cap)
+		return META_NONE;
+	i = meta_slot(m, cluster);
+	if (!m->key[i] || m->kind[i] == META_GONE)
+		return META_NONE;
+	return (enum meta_kind)m->kind[i];
+}
+
+static int meta_grow(struct meta_map *m)
+{
+	struct meta_map n = { .cap = m->cap ? m->cap * 2 : 64 };
+
+	n.key = calloc(n.cap, sizeof(*n.key));
+	n.kind = calloc(n.cap, 1);
+	if (!n.key || !n.kind) {
+		free(n.key);
+		free(n.kind);
+		return -ENOMEM;
+	}
+	for (uint64_t i = 0; i < m->cap; i++) {
+		if (m->key[i]) {
+			uint64_t j = meta_slot(&n, m->key[i] - 1);
+
+			n.key[j] = m->key[i];
+			n.kind[j] = m->kind[i];
+			n.used++;
+		}
+	}
+	free(m->key);
+	free(m->kind);
+	*m = n;
+	return 0;
+}
+
+/* Record |cluster| as metadata of |kind| (META_GONE: no longer). */
+static int meta_set(struct qcow2 *q, uint64_t cluster, enum meta_kind kind)
+{
+	struct meta_map *m = &q->meta;
+	uint64_t i;
+	int err;
+
+	if ((m->used + 1) * 2 > m->cap) {
+		err = meta_grow(m);
+		if (err)
+			return err;
+	}
+	i = meta_slot(m, cluster);
+	if (!m->key[i]) {
+		m->key[i] = cluster + 1;
+		m->used++;
+	}
+	m->kind[i] = (uint8_t)kind;
+	return 0;
+}
+
+static int meta_set_range(struct qcow2 *q, uint64_t offset, uint64_t len,
+			  enum meta_kind kind)
+{
+	uint64_t first = offset >> q->cluster_bits;
+	uint64_t last = (offset + len - 1) >> q->cluster_bits;
+	int err = 0;
+
+	for (uint64_t c = first; c <= last && !err; c++)
+		err = meta_set(q, c, kind);
+	return err;
+}
+
+static const char *meta_name(enum meta_kind k)
+{
+	switch (k) {
+	case META_HEADER:
+		return "the header";
+	case META_L1:
+		return "the L1 table";
+	case META_REFTABLE:
+		return "the refcount table";
+	case META_REFBLOCK:
+		return "a refcount block";
+	case META_L2:
+		return "an L2 table";
+	default:
+		return "metadata";
+	}
+}
+
+static int write_incompat(struct qcow2 *q);
+
+/* The image contradicts itself: say so once, mark it corrupt (in a
+ * writable v3 image, the header's corrupt bit) and refuse every later
+ * write.  Always returns -EIO, for the request that found it.  Under
+ * the lock (or at open). */
+static int corrupt(struct qcow2 *q, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static int corrupt(struct qcow2 *q, const char *fmt, ...)
+{
+	char reason[256];
+	va_list ap;
+
+	if (q->corrupt)
+		return -EIO;
+	q->corrupt = true;
+	va_start(ap, fmt);
+	vsnprintf(reason, sizeof(reason), fmt, ap);
+	va_end(ap);
+	kite_error("disk '%s': qcow2 image is corrupt: %s; writes to it now "
+		   "fail (repair it with 'qemu-img check -r all')",
+		   q->path, reason);
+	if (q->writable && q->version >= 3) {
+		q->incompat |= INCOMPAT_CORRUPT;
+		if (write_incompat(q) == 0)
+			(void)fdatasync(q->fd);
+	}
+	return -EIO;
+}
+
+/* Clusters appended by this run: who they were allocated for. */
+static int owner_set(struct qcow2 *q, uint64_t cluster, uint64_t value)
+{
+	uint64_t i = cluster - q->open_end;
+
+	if (cluster < q->open_end)
+		return 0;
+	if (i >= q->owner_cap) {
+		uint64_t cap = q->owner_cap ? q->owner_cap : 256;
+		uint64_t *n;
+
+		while (cap <= i)
+			cap *= 2;
+		n = realloc(q->owner, cap * sizeof(*n));
+		if (!n)
+			return -ENOMEM;
+		memset(n + q->owner_cap, 0, (cap - q->owner_cap) * sizeof(*n));
+		q->owner = n;
+		q->owner_cap = cap;
+	}
+	q->owner[i] = value;
+	return 0;
+}
+
+/* Can |cluster| hold the data of guest cluster |vaddr|: inside the file
+ * (and header), no metadata, and if this run appended it, appended for
+ * that guest cluster?  No I/O. */
+static bool data_cluster_for(const struct qcow2 *q, uint64_t cluster,
+			     uint64_t vaddr)
+{
+	if (cluster == 0 || cluster >= q->next_free ||
+	    meta_kind_of(q, cluster) != META_NONE)
+		return false;
+	if (cluster >= q->open_end) {
+		uint64_t i = cluster - q->open_end;
+
+		return i < q->owner_cap &&
+		       q->owner[i] == (vaddr >> q->cluster_bits) + 1;
+	}
+	return true;
 }
 
 /* ---- refcounts ------------------------------------------------------------ */
@@ -352,12 +585,19 @@ static int rt_grow(struct qcow2 *q, uint64_t need)
 		}
 	}
 	q->next_free = end;
+	err = meta_set_range(q, start * q->cluster_size,
+			     new_clusters * q->cluster_size, META_REFTABLE);
+	if (!err && nblocks)
+		err = meta_set_range(q, (start + new_clusters) * q->cluster_size,
+				     nblocks * q->cluster_size, META_REFBLOCK);
+	if (err)
+		goto out;
 	err = meta_write(q, (start + new_clusters) * q->cluster_size, blocks,
 			 nblocks * q->cluster_size);
 	if (err)
 		goto out;
 	for (uint64_t i = 0; i < new_entries; i++)
-		wr64(tbl + i * 8, nrt[i]);
+		wr64(tbl + i * 8, nrt[i] & ~ENTRY_BAD);
 	err = meta_write(q, start * q->cluster_size, tbl,
 			 new_clusters * q->cluster_size);
 	if (err)
@@ -388,7 +628,9 @@ static int rt_grow(struct qcow2 *q, uint64_t need)
 	q->rt_clusters = (uint32_t)new_clusters;
 	/* Now free the old table's clusters. */
 	for (uint64_t c = 0; c < old_clusters; c++) {
-		err = rc_set(q, old_off / q->cluster_size + c, 0);
+		err = meta_set(q, old_off / q->cluster_size + c, META_GONE);
+		if (!err)
+			err = rc_set(q, old_off / q->cluster_size + c, 0);
 		if (err)
 			goto out;
 	}
@@ -417,6 +659,9 @@ static int rc_block(struct qcow2 *q, uint64_t cluster, bool alloc,
 		if (err)
 			return err;
 	}
+	if (q->rt[bi] & ENTRY_BAD)
+		return corrupt(q, "refcount table entry %llu points at other "
+			       "metadata", (unsigned long long)bi);
 	if (q->rt[bi]) {
 		*off = q->rt[bi];
 		return 0;
@@ -426,6 +671,9 @@ static int rc_block(struct qcow2 *q, uint64_t cluster, bool alloc,
 	/* A new block at the end of the file.  When it covers itself its
 	 * own refcount goes in it; otherwise another block holds it. */
 	b = q->next_free++;
+	err = meta_set(q, b, META_REFBLOCK);
+	if (err)
+		return err;
 	err = cache_get(q, &q->rcc, RC_CACHE_SIZE, b * q->cluster_size, true,
 			&buf);
 	if (err)
@@ -467,6 +715,21 @@ static int rc_get(struct qcow2 *q, uint64_t cluster, uint64_t *value)
 	return 0;
 }
 
+/* rc_get without I/O: false when the block is not cached. */
+static bool rc_peek(struct qcow2 *q, uint64_t cluster, uint64_t *value)
+{
+	uint64_t bi = cluster / q->rc_per_block;
+	uint8_t *buf;
+
+	if (bi >= q->rt_entries || !q->rt[bi] || (q->rt[bi] & ENTRY_BAD))
+		return false;
+	buf = cache_peek(q, &q->rcc, q->rt[bi]);
+	if (!buf)
+		return false;
+	*value = rc_entry_get(q, buf, cluster % q->rc_per_block);
+	return true;
+}
+
 static int rc_set(struct qcow2 *q, uint64_t cluster, uint64_t value)
 {
 	uint64_t off, lo, len;
@@ -485,35 +748,49 @@ static int rc_set(struct qcow2 *q, uint64_t cluster, uint64_t value)
 	return meta_write(q, off + lo, buf + lo, len);
 }
 
-/* Allocate one cluster at the end of the file (refcount 1 on disk). */
-static int alloc_cluster(struct qcow2 *q, uint64_t *host)
+/* Allocate one cluster at the end of the file (refcount 1 on disk):
+ * an L2 table (|meta|), or the data of the guest cluster at |vaddr|. */
+static int alloc_cluster(struct qcow2 *q, bool meta, uint64_t vaddr,
+			 uint64_t *host)
 {
 	uint64_t c = q->next_free++;
 	int err;
 
 	if ((c * q->cluster_size) & ~L2E_OFFSET_MASK)
 		return -EFBIG;
-	err = rc_set(q, c, 1);
+	err = meta ? meta_set(q, c, META_L2)
+		   : owner_set(q, c, (vaddr >> q->cluster_bits) + 1);
+	if (!err)
+		err = rc_set(q, c, 1);
 	if (err)
 		return err;
 	*host = c * q->cluster_size;
 	return 0;
 }
 
-/* Drop one reference to |cluster|; punch the hole when it is free. */
+/* Drop one reference to data cluster |cluster|; punch the hole when it
+ * is free.  release_ok() has checked it, so a refusal here means the
+ * image changed under us: still, never free metadata. */
 static int free_cluster(struct qcow2 *q, uint64_t cluster)
 {
+	enum meta_kind k = meta_kind_of(q, cluster);
 	uint64_t v;
-	int err = rc_get(q, cluster, &v);
+	int err;
 
+	if (k != META_NONE || cluster == 0)
+		return corrupt(q, "freeing cluster %llu, which holds %s",
+			       (unsigned long long)cluster, meta_name(k));
+	err = rc_get(q, cluster, &v);
 	if (err)
 		return err;
 	if (v == 0)
-		return -EIO; /* a reference without a refcount: corrupt */
+		return corrupt(q, "freeing cluster %llu, whose refcount is 0",
+			       (unsigned long long)cluster);
 	err = rc_set(q, cluster, v - 1);
 	if (!err && v == 1) {
 		struct disk tmp = { .fd = q->fd };
 
+		owner_set(q, cluster, 0);
 		disk_fd_punch_hole(&tmp, cluster * q->cluster_size,
 				   q->cluster_size);
 	}
@@ -531,26 +808,74 @@ static enum entry_kind entry_kind(const struct qcow2 *q, uint64_t e)
 	return (e & L2E_OFFSET_MASK) ? E_NORMAL : E_UNALLOCATED;
 }
 
-static bool overlaps(uint64_t a, uint64_t alen, uint64_t b, uint64_t blen)
+/* The clusters [*first, *last] a compressed entry's descriptor claims,
+ * and where its data starts. */
+static void compressed_extent(const struct qcow2 *q, uint64_t e,
+			      uint64_t *off, uint64_t *first, uint64_t *last)
 {
-	return a < b + blen && b < a + alen;
+	uint64_t nb = ((e >> q->csize_shift) & q->csize_mask) + 1;
+
+	*off = e & q->coffset_mask;
+	*first = *off >> q->cluster_bits;
+	*last = ((*off & ~511ull) + nb * 512 - 1) >> q->cluster_bits;
 }
 
-/* Can |host| be a data cluster?  Aligned, inside what the image has
- * allocated, and not the header, L1 table or refcount table (a corrupt
- * L2 entry must not make a guest write land on metadata). */
-static bool data_cluster_ok(const struct qcow2 *q, uint64_t host)
+/* The host clusters L2 entry |e| names: [*first, *last]; false when it
+ * names none (unallocated, zero without an offset). */
+static bool entry_clusters(const struct qcow2 *q, uint64_t e,
+			   uint64_t *first, uint64_t *last)
 {
-	if (host & (q->cluster_size - 1))
+	uint64_t off;
+
+	switch (entry_kind(q, e)) {
+	case E_NORMAL:
+	case E_ZERO:
+		off = e & L2E_OFFSET_MASK;
+		*first = *last = off >> q->cluster_bits;
+		return off != 0;
+	case E_COMPRESSED:
+		compressed_extent(q, e, &off, first, last);
+		return true;
+	default:
 		return false;
-	if (host < q->cluster_size || (host >> q->cluster_bits) >= q->next_free)
-		return false;
-	if (overlaps(host, q->cluster_size, q->l1_offset,
-		     (uint64_t)q->l1_size * 8) ||
-	    overlaps(host, q->cluster_size, q->rt_offset,
-		     (uint64_t)q->rt_clusters * q->cluster_size))
-		return false;
-	return true;
+	}
+}
+
+/* May the clusters that the L2 entry |e| of guest address |vaddr| names
+ * be that cluster's data?  Each must lie in the file, hold no metadata,
+ * and if this run appended it, have been appended for |vaddr|
+ * (data_cluster_for); a normal or zero entry's offset must be cluster
+ * aligned.  Else the image is corrupt.  Under the lock. */
+static int entry_ok(struct qcow2 *q, uint64_t vaddr, uint64_t e)
+{
+	uint64_t first, last;
+
+	if (!entry_clusters(q, e, &first, &last))
+		return 0;
+	if (entry_kind(q, e) != E_COMPRESSED &&
+	    (e & L2E_OFFSET_MASK & (q->cluster_size - 1)))
+		return corrupt(q, "the L2 entry of guest offset %llu names "
+			       "unaligned host offset %llu",
+			       (unsigned long long)vaddr,
+			       (unsigned long long)(e & L2E_OFFSET_MASK));
+	for (uint64_t c = first; c <= last; c++) {
+		enum meta_kind k = meta_kind_of(q, c);
+
+		if (data_cluster_for(q, c, vaddr))
+			continue;
+		if (k != META_NONE)
+			return corrupt(q, "the L2 entry of guest offset %llu "
+				       "points at %s (cluster %llu)",
+				       (unsigned long long)vaddr, meta_name(k),
+				       (unsigned long long)c);
+		return corrupt(q, "the L2 entry of guest offset %llu points "
+			       "at cluster %llu, %s",
+			       (unsigned long long)vaddr,
+			       (unsigned long long)c,
+			       c >= q->next_free ? "past the end of the file"
+						 : "which holds other data");
+	}
+	return 0;
 }
 
 /* Which L1 entry, and which entry of its L2 table, map guest |vaddr|. */
@@ -564,27 +889,45 @@ static uint64_t l2_index(const struct qcow2 *q, uint64_t vaddr)
 	return (vaddr >> q->cluster_bits) & (q->l2_entries - 1);
 }
 
+/* The L2 table of L1 entry |l1i| (0: none), or corrupt()'s -EIO when
+ * the entry was found to name other metadata at open. */
+static int l2_table_of(struct qcow2 *q, uint64_t l1i, uint64_t *l2off)
+{
+	*l2off = 0;
+	if (l1i >= q->l1_size)
+		return 0;
+	if (q->l1[l1i] & ENTRY_BAD)
+		return corrupt(q, "L1 entry %llu points at other metadata",
+			       (unsigned long long)l1i);
+	*l2off = q->l1[l1i] & L1E_OFFSET_MASK;
+	return 0;
+}
+
+/* The L2 entry of guest address |vaddr|, checked (entry_ok). */
 static int l2_lookup(struct qcow2 *q, uint64_t vaddr, uint64_t *entry)
 {
-	uint64_t l1i = l1_index(q, vaddr), l2i = l2_index(q, vaddr);
 	uint64_t l2off;
 	uint8_t *tbl;
 	int err;
 
 	*entry = 0;
-	if (l1i >= q->l1_size)
-		return 0;
-	l2off = q->l1[l1i] & L1E_OFFSET_MASK;
-	if (!l2off)
-		return 0;
+	err = l2_table_of(q, l1_index(q, vaddr), &l2off);
+	if (err || !l2off)
+		return err;
 	err = cache_get(q, &q->l2c, L2_CACHE_SIZE, l2off, false, &tbl);
 	if (err)
 		return err;
-	*entry = rd64(tbl + l2i * 8);
-	if (entry_kind(q, *entry) == E_NORMAL &&
-	    !data_cluster_ok(q, *entry & L2E_OFFSET_MASK))
-		return -EIO; /* corrupt image: never read or write there */
-	return 0;
+	*entry = rd64(tbl + l2_index(q, vaddr) * 8);
+	err = entry_ok(q, vaddr, *entry);
+	if (!err && entry_kind(q, *entry) == E_NORMAL) {
+		uint64_t rc;
+
+		/* Cache its refcount block too: a write in place needs the
+		 * refcount, and qcow2_submit only takes it from the cache. */
+		err = rc_get(q, (*entry & L2E_OFFSET_MASK) >> q->cluster_bits,
+			     &rc);
+	}
+	return err;
 }
 
 static int l2_store(struct qcow2 *q, uint64_t vaddr, uint64_t entry)
@@ -596,12 +939,14 @@ static int l2_store(struct qcow2 *q, uint64_t vaddr, uint64_t entry)
 
 	if (l1i >= q->l1_size)
 		return -EIO;
-	l2off = q->l1[l1i] & L1E_OFFSET_MASK;
+	err = l2_table_of(q, l1i, &l2off);
+	if (err)
+		return err;
 	if (!l2off) {
 		if (entry == 0)
 			return 0; /* already unallocated */
 		/* New L2 table: refcount, zeroed table, then L1 entry. */
-		err = alloc_cluster(q, &l2off);
+		err = alloc_cluster(q, true, 0, &l2off);
 		if (err)
 			return err;
 		err = cache_get(q, &q->l2c, L2_CACHE_SIZE, l2off, true, &tbl);
@@ -623,35 +968,79 @@ static int l2_store(struct qcow2 *q, uint64_t vaddr, uint64_t entry)
 	return meta_write(q, l2off + l2i * 8, tbl + l2i * 8, 8);
 }
 
-/* Drop the references an (old) L2 entry held. */
+static int inflate_cluster(struct qcow2 *q, uint64_t e, uint8_t *out,
+			   uint64_t *used);
+
+/* May the (old) L2 entry |e| of |vaddr| be released?  Checked before
+ * anything changes: entry_ok, a refcount on every cluster it names, and
+ * for a compressed entry a size field that claims no cluster past the
+ * one where its deflate stream ends (else releasing it would drop a
+ * reference that belongs to another entry).  Under the lock. */
+static int release_ok(struct qcow2 *q, uint64_t vaddr, uint64_t e)
+{
+	uint64_t first, last, v;
+	int err = entry_ok(q, vaddr, e);
+
+	if (err || !entry_clusters(q, e, &first, &last))
+		return err;
+	for (uint64_t c = first; c <= last; c++) {
+		err = rc_get(q, c, &v);
+		if (err)
+			return err;
+		if (v == 0)
+			return corrupt(q, "the L2 entry of guest offset %llu "
+				       "names cluster %llu, whose refcount "
+				       "is 0", (unsigned long long)vaddr,
+				       (unsigned long long)c);
+	}
+	if (entry_kind(q, e) == E_COMPRESSED) {
+		uint8_t *buf = malloc(q->cluster_size);
+		uint64_t off = e & q->coffset_mask, used, end;
+
+		if (!buf)
+			return -ENOMEM;
+		err = inflate_cluster(q, e, buf, &used);
+		free(buf);
+		if (err == -EIO)
+			return corrupt(q, "the compressed data of guest offset "
+				       "%llu does not inflate to one cluster",
+				       (unsigned long long)vaddr);
+		if (err)
+			return err;
+		end = (off + used + 511) & ~511ull;
+		if (((end - 1) >> q->cluster_bits) != last)
+			return corrupt(q, "the compressed L2 entry of guest "
+				       "offset %llu claims clusters up to %llu, "
+				       "its data ends in cluster %llu",
+				       (unsigned long long)vaddr,
+				       (unsigned long long)last,
+				       (unsigned long long)((end - 1) >>
+							    q->cluster_bits));
+	}
+	return 0;
+}
+
+/* Drop the references an (old) L2 entry held; release_ok() said yes. */
 static int release_entry(struct qcow2 *q, uint64_t e)
 {
-	switch (entry_kind(q, e)) {
-	case E_NORMAL:
-	case E_ZERO:
-		if (e & L2E_OFFSET_MASK)
-			return free_cluster(q, (e & L2E_OFFSET_MASK) >>
-						       q->cluster_bits);
-		return 0;
-	case E_COMPRESSED: {
-		uint64_t off = (e & q->coffset_mask) & ~511ull;
-		uint64_t nb = ((e >> q->csize_shift) & q->csize_mask) + 1;
-		uint64_t first = off >> q->cluster_bits;
-		uint64_t last = (off + nb * 512 - 1) >> q->cluster_bits;
-		int err = 0;
+	uint64_t first, last;
+	int err = 0;
 
-		for (uint64_t c = first; c <= last && !err; c++)
-			err = free_cluster(q, c);
-		return err;
-	}
-	default:
+	if (!entry_clusters(q, e, &first, &last))
 		return 0;
-	}
+	for (uint64_t c = first; c <= last && !err; c++)
+		err = free_cluster(q, c);
+	return err;
 }
 
 /* ---- data ------------------------------------------------------------------ */
 
-static int read_compressed(struct qcow2 *q, uint64_t e, uint8_t *out)
+/* Inflate the compressed cluster |e| into |out| (a cluster); |used|
+ * (may be NULL): how many bytes of the descriptor's extent the deflate
+ * stream takes (all of it when the stream does not end there).  A
+ * stream that gives more than a cluster is corrupt data: -EIO. */
+static int inflate_cluster(struct qcow2 *q, uint64_t e, uint8_t *out,
+			   uint64_t *used)
 {
 	uint64_t off = e & q->coffset_mask;
 	uint64_t nb = ((e >> q->csize_shift) & q->csize_mask) + 1;
@@ -681,6 +1070,19 @@ static int read_compressed(struct qcow2 *q, uint64_t e, uint8_t *out)
 	if ((zr != Z_STREAM_END && zr != Z_BUF_ERROR && zr != Z_OK) ||
 	    zs.avail_out != 0)
 		err = -EIO;
+	if (!err && used && zr != Z_STREAM_END) {
+		/* The cluster is full; where does the stream end?  Only its
+		 * end-of-block code may be left: no more output. */
+		uint8_t more;
+
+		zs.next_out = &more;
+		zs.avail_out = 1;
+		zr = inflate(&zs, Z_FINISH);
+		if (zs.avail_out == 0)
+			err = -EIO;
+	}
+	if (used)
+		*used = zr == Z_STREAM_END ? zs.total_in : csize;
 	inflateEnd(&zs);
 out:
 	free(in);
@@ -718,7 +1120,7 @@ static int read_entry(struct qcow2 *q, uint64_t e, uint64_t cvaddr,
 
 		if (!buf)
 			return -ENOMEM;
-		err = read_compressed(q, e, buf);
+		err = inflate_cluster(q, e, buf, NULL);
 		if (!err)
 			iov_from_buf(iov, iovcnt, skip, buf + co, len);
 		free(buf);
@@ -793,9 +1195,25 @@ static int write_chunk(struct qcow2 *q, uint64_t v, uint64_t len,
 	int err;
 
 	pthread_mutex_lock(&q->lock);
-	err = l2_lookup(q, v, &e);
+	err = q->corrupt ? -EIO : l2_lookup(q, v, &e);
 	if (err)
 		goto out;
+	if (entry_kind(q, e) == E_NORMAL && (e & OFLAG_COPIED)) {
+		/* COPIED says the refcount is 1: check, since writing in
+		 * place into a cluster another entry holds would change
+		 * that one's data.  More than 1: copy on write (below). */
+		uint64_t rc;
+
+		err = rc_get(q, (e & L2E_OFFSET_MASK) >> q->cluster_bits, &rc);
+		if (!err && rc == 0)
+			err = corrupt(q, "the L2 entry of guest offset %llu "
+				      "names a cluster whose refcount is 0",
+				      (unsigned long long)v);
+		if (err)
+			goto out;
+		if (rc > 1)
+			e &= ~OFLAG_COPIED;
+	}
 	if (entry_kind(q, e) == E_NORMAL && (e & OFLAG_COPIED)) {
 		/* Allocated and ours alone: write in place. */
 		pthread_mutex_unlock(&q->lock);
@@ -827,7 +1245,11 @@ static int write_chunk(struct qcow2 *q, uint64_t v, uint64_t len,
 		return err;
 	}
 	/* Copy on write into a new cluster: old content (backing, zeros,
-	 * compressed, shared) merged with the new bytes. */
+	 * compressed, shared) merged with the new bytes.  The old entry
+	 * must be releasable before anything is written. */
+	err = release_ok(q, v, e);
+	if (err)
+		goto out;
 	buf = malloc(q->cluster_size);
 	err = -ENOMEM;
 	if (!buf)
@@ -843,7 +1265,7 @@ static int write_chunk(struct qcow2 *q, uint64_t v, uint64_t len,
 		iov_to_buf(iov, iovcnt, skip, buf + co, len);
 	else
 		memset(buf + co, 0, len);
-	err = alloc_cluster(q, &host);
+	err = alloc_cluster(q, false, v, &host);
 	if (err)
 		goto out;
 	err = disk_fd_rw(q->fd, q->dio_block, host, &biov, 1, true);
@@ -886,10 +1308,11 @@ static int drop_cluster(struct qcow2 *q, uint64_t v, bool zeroes,
 {
 	uint64_t e, ne;
 	enum entry_kind k;
+	bool release;
 	int err;
 
 	pthread_mutex_lock(&q->lock);
-	err = l2_lookup(q, v, &e);
+	err = q->corrupt ? -EIO : l2_lookup(q, v, &e);
 	if (err)
 		goto out;
 	k = entry_kind(q, e);
@@ -913,11 +1336,28 @@ static int drop_cluster(struct qcow2 *q, uint64_t v, bool zeroes,
 	}
 	if (ne == e)
 		goto out;
+	release = (ne & L2E_OFFSET_MASK) != (e & L2E_OFFSET_MASK) ||
+		  k == E_COMPRESSED;
+	if (release) {
+		err = release_ok(q, v, e);
+		if (err)
+			goto out;
+	} else if (ne & L2E_OFFSET_MASK) {
+		/* Keeping the allocation: it must be one (refcount >= 1). */
+		uint64_t rc;
+
+		err = rc_get(q, (ne & L2E_OFFSET_MASK) >> q->cluster_bits, &rc);
+		if (!err && rc == 0)
+			err = corrupt(q, "the L2 entry of guest offset %llu "
+				      "names a cluster whose refcount is 0",
+				      (unsigned long long)v);
+		if (err)
+			goto out;
+	}
 	err = l2_store(q, v, ne);
 	if (err)
 		goto out;
-	if ((ne & L2E_OFFSET_MASK) != (e & L2E_OFFSET_MASK) ||
-	    k == E_COMPRESSED)
+	if (release)
 		err = release_entry(q, e);
 out:
 	pthread_mutex_unlock(&q->lock);
@@ -931,7 +1371,7 @@ static bool reads_zero(struct qcow2 *q, uint64_t v)
 	bool z;
 
 	pthread_mutex_lock(&q->lock);
-	z = l2_lookup(q, v, &e) == 0 &&
+	z = !q->corrupt && l2_lookup(q, v, &e) == 0 &&
 	    (entry_kind(q, e) == E_ZERO ||
 	     (entry_kind(q, e) == E_UNALLOCATED && !q->backing));
 	pthread_mutex_unlock(&q->lock);
@@ -941,6 +1381,9 @@ static bool reads_zero(struct qcow2 *q, uint64_t v)
 static int qcow2_range(struct qcow2 *q, struct disk_request *req, bool zeroes)
 {
 	uint64_t pos = 0;
+
+	if (q->corrupt)
+		return -EIO; /* even a discard that would do nothing */
 
 	while (pos < req->len) {
 		uint64_t v = req->offset + pos;
@@ -968,10 +1411,11 @@ static int qcow2_range(struct qcow2 *q, struct disk_request *req, bool zeroes)
 static uint64_t data_in_place(struct qcow2 *q, uint64_t vaddr, bool write)
 {
 	uint64_t l1i = l1_index(q, vaddr), l2i = l2_index(q, vaddr);
-	uint64_t l2off, e, host;
+	uint64_t l2off, e, host, rc;
 	uint8_t *tbl;
 
-	if (l1i >= q->l1_size)
+	if (l1i >= q->l1_size || (q->l1[l1i] & ENTRY_BAD) ||
+	    (write && q->corrupt))
 		return UINT64_MAX;
 	l2off = q->l1[l1i] & L1E_OFFSET_MASK;
 	tbl = l2off ? cache_peek(q, &q->l2c, l2off) : NULL;
@@ -981,8 +1425,13 @@ static uint64_t data_in_place(struct qcow2 *q, uint64_t vaddr, bool write)
 	if (entry_kind(q, e) != E_NORMAL || (write && !(e & OFLAG_COPIED)))
 		return UINT64_MAX;
 	host = e & L2E_OFFSET_MASK;
-	if (!data_cluster_ok(q, host))
-		return UINT64_MAX; /* the pool path reports the corruption */
+	/* What the pool path checks (entry_ok; for a write, refcount 1),
+	 * without I/O: anything else goes there, which reports it. */
+	if ((host & (q->cluster_size - 1)) ||
+	    !data_cluster_for(q, host >> q->cluster_bits, vaddr))
+		return UINT64_MAX;
+	if (write && (!rc_peek(q, host >> q->cluster_bits, &rc) || rc != 1))
+		return UINT64_MAX;
 	return host + (vaddr & (q->cluster_size - 1));
 }
 
@@ -1060,6 +1509,9 @@ static void qcow2_free(struct qcow2 *q)
 		disk_close(q->backing);
 	cache_free(&q->l2c);
 	cache_free(&q->rcc);
+	free(q->meta.key);
+	free(q->meta.kind);
+	free(q->owner);
 	free(q->l1);
 	free(q->rt);
 	pthread_mutex_destroy(&q->lock);
@@ -1096,15 +1548,115 @@ static const struct disk_backend_ops qcow2_ops = {
 
 /* ---- open ------------------------------------------------------------------- */
 
-static int open_backing(struct qcow2 *q, struct disk *disk, const char *name,
-			enum disk_format fmt, unsigned depth, char *why,
-			size_t why_len)
+/* The metadata map, from the header, L1 and refcount tables (already
+ * checked to lie in the file).  The header and the two tables must not
+ * overlap: such an image is refused.  A refcount block or L2 table that
+ * would land on other metadata, or on one another's, leaves its entry
+ * ENTRY_BAD: the requests that need it fail and mark the image corrupt,
+ * the rest of the image stays usable. */
+/* How many refcount-table and L1 entries name each cluster (1, or 2 for
+ * more than one), in a map of its own. */
+static int claims_count(struct qcow2 *q, struct meta_map *claims)
 {
-	/* The chain shares the image's cache mode. */
+	struct qcow2 tmp = { .cluster_bits = q->cluster_bits };
+	int err = 0;
+
+	for (uint64_t i = 0; i < q->rt_entries + q->l1_size && !err; i++) {
+		uint64_t o = i < q->rt_entries
+				     ? q->rt[i]
+				     : q->l1[i - q->rt_entries] & L1E_OFFSET_MASK;
+		enum meta_kind n;
+
+		if (!o)
+			continue;
+		n = meta_kind_of(&tmp, o >> q->cluster_bits);
+		err = meta_set(&tmp, o >> q->cluster_bits, n ? 2 : 1);
+	}
+	*claims = tmp.meta;
+	return err;
+}
+
+/* The table that |*entry| names (a refcount block or an L2 table) goes
+ * into the map, unless another structure, or another entry, claims its
+ * cluster: then the entry is ENTRY_BAD (and the cluster stays off
+ * limits to guest data all the same). */
+static int table_claim(struct qcow2 *q, const struct meta_map *claims,
+		       uint64_t *entry, enum meta_kind kind)
+{
+	uint64_t c = (*entry & L1E_OFFSET_MASK & RTE_OFFSET_MASK) >>
+		     q->cluster_bits;
+	struct qcow2 tmp = { .meta = *claims };
+	enum meta_kind k = meta_kind_of(q, c);
+
+	if (k == META_REFTABLE || k == META_L1 || k == META_HEADER ||
+	    meta_kind_of(&tmp, c) > 1) {
+		*entry |= ENTRY_BAD;
+		if (k != META_NONE)
+			return 0;
+	}
+	return meta_set(q, c, kind);
+}
+
+/* The L1 or refcount table at [offset, offset + len) into the map; it
+ * must not overlap what is there (the header, the other table). */
+static int fixed_table(struct qcow2 *q, uint64_t offset, uint64_t len,
+		       enum meta_kind kind, char *why, size_t why_len)
+{
+	uint64_t first = offset >> q->cluster_bits;
+	uint64_t last = (offset + len - 1) >> q->cluster_bits;
+
+	for (uint64_t c = first; c <= last; c++) {
+		enum meta_kind k = meta_kind_of(q, c);
+
+		if (k != META_NONE) {
+			disk_set_why(why, why_len, "qcow2: %s overlaps %s",
+				     meta_name(kind), meta_name(k));
+			return -EINVAL;
+		}
+	}
+	return meta_set_range(q, offset, len, kind);
+}
+
+static int meta_map_build(struct qcow2 *q, char *why, size_t why_len)
+{
+	struct meta_map claims = { 0 };
+	int err = meta_set(q, 0, META_HEADER);
+
+	if (!err && q->l1_size)
+		err = fixed_table(q, q->l1_offset, (uint64_t)q->l1_size * 8,
+				  META_L1, why, why_len);
+	if (!err)
+		err = fixed_table(q, q->rt_offset,
+				  (uint64_t)q->rt_clusters * q->cluster_size,
+				  META_REFTABLE, why, why_len);
+	if (err)
+		return err;
+	/* Refcount blocks and L2 tables: count the claims on each cluster
+	 * first, so that when two entries claim one cluster neither wins
+	 * (whichever came first could be the corrupt one). */
+	err = claims_count(q, &claims);
+	for (uint64_t i = 0; i < q->rt_entries && !err; i++)
+		if (q->rt[i])
+			err = table_claim(q, &claims, &q->rt[i], META_REFBLOCK);
+	for (uint32_t i = 0; i < q->l1_size && !err; i++)
+		if (q->l1[i] & L1E_OFFSET_MASK)
+			err = table_claim(q, &claims, &q->l1[i], META_L2);
+	free(claims.key);
+	free(claims.kind);
+	return err;
+}
+
+static int open_backing(struct qcow2 *q, struct disk *disk, const char *name,
+			enum disk_format fmt, bool shared, unsigned depth,
+			char *why, size_t why_len)
+{
+	/* The chain shares the image's cache mode, and its |shared|: a
+	 * base image another program writes is as good as the top one. */
 	struct disk_options bo = { .format = fmt, .read_only = true,
 				   .direct = q->dio_block != 0,
-				   .aio = DISK_AIO_THREADS };
-	char inner[200], *path, *dir, *copy;
+				   .aio = DISK_AIO_THREADS,
+				   .backing_file = true, .shared = shared };
+	char *inner, *path, *dir, *copy;
 	int err;
 
 	if (name[0] == '/' || !strchr(disk->path, '/')) {
@@ -1119,13 +1671,18 @@ static int open_backing(struct qcow2 *q, struct disk *disk, const char *name,
 			sprintf(path, "%s/%s", dir, name);
 		free(copy);
 	}
-	if (!path)
+	/* The chain's reasons nest, as long as the caller's buffer. */
+	inner = calloc(1, why_len ? why_len : 1);
+	if (!path || !inner) {
+		free(path);
+		free(inner);
 		return -ENOMEM;
-	inner[0] = '\0';
+	}
 	err = disk_open_depth(path, &bo, depth + 1, &q->backing, inner,
-			      sizeof(inner));
+			      why_len ? why_len : 1);
 	if (err)
 		disk_set_why(why, why_len, "backing file '%s': %s", path, inner);
+	free(inner);
 	free(path);
 	return err;
 }
@@ -1238,12 +1795,20 @@ int qcow2_open(struct disk *disk, const struct disk_options *opts,
 		err = -ENOTSUP;
 		goto fail;
 	}
-	if ((q->incompat & INCOMPAT_COMPRESSION) && header_length > 104 &&
-	    h[104] != 0) {
+	/* Byte 104: the compression type, 0 (zlib) where the header is
+	 * shorter.  The incompatible bit is set exactly when it is not zlib
+	 * (qcow2.txt); zlib with the bit set is a contradiction. */
+	if (header_length > 104 && h[104] != 0) {
 		disk_set_why(why, why_len,
 			"qcow2 header: compression type %u not supported "
 			"(only zlib)", h[104]);
 		err = -ENOTSUP;
+		goto fail;
+	}
+	if (q->incompat & INCOMPAT_COMPRESSION) {
+		disk_set_why(why, why_len,
+			"qcow2 header: the compression-type incompatible bit "
+			"is set, but the type is zlib");
 		goto fail;
 	}
 	if ((q->incompat & INCOMPAT_CORRUPT) && q->writable) {
@@ -1406,6 +1971,12 @@ int qcow2_open(struct disk *disk, const struct disk_options *opts,
 		}
 	}
 	q->next_free = (file_size + q->cluster_size - 1) >> q->cluster_bits;
+	q->open_end = q->next_free;
+	q->path = disk->path;
+	err = meta_map_build(q, why, why_len);
+	if (err)
+		goto fail;
+	err = -EINVAL;
 
 	if (bf_off) {
 		if (bf_size == 0 || bf_size > 1023 || bf_off > q->cluster_size ||
@@ -1417,8 +1988,16 @@ int qcow2_open(struct disk *disk, const struct disk_options *opts,
 		}
 		memcpy(bname, h + bf_off, bf_size);
 		bname[bf_size] = '\0';
+		if (opts->no_backing) {
+			disk_set_why(why, why_len,
+				"names backing file '%s', and backing=off "
+				"refuses backing files", bname);
+			err = -EPERM;
+			goto fail;
+		}
 		disk->priv = q;
-		err = open_backing(q, disk, bname, bfmt, depth, why, why_len);
+		err = open_backing(q, disk, bname, bfmt, opts->shared, depth,
+				   why, why_len);
 		if (err)
 			goto fail;
 	}
@@ -1447,6 +2026,7 @@ int qcow2_open(struct disk *disk, const struct disk_options *opts,
 	free(h);
 	disk->priv = q;
 	disk->ops = &qcow2_ops;
+	disk->backing = q->backing;
 	disk->size = size;
 	disk->logical_block = 512;
 	if (disk->physical_block < 4096)
