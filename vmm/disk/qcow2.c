@@ -292,7 +292,10 @@ static void cache_free(struct table_cache *c)
 
 static uint64_t meta_slot(const struct meta_map *m, uint64_t cluster)
 {
-	uint64_t i = (cluster * 0x9e3779b97f4a7c15ull) & (m->cap - 1);
+	/* The product's high bits: its low ones follow the key's low bits
+	 * alone, and an image can name clusters that share them all. */
+	uint64_t i = (cluster * 0x9e3779b97f4a7c15ull) >>
+		     (64 - __builtin_ctzll(m->cap));
 
 	while (m->key[i] && m->key[i] != cluster + 1)
 		i = (i + 1) & (m->cap - 1);
@@ -920,12 +923,15 @@ static int l2_lookup(struct qcow2 *q, uint64_t vaddr, uint64_t *entry)
 	*entry = rd64(tbl + l2_index(q, vaddr) * 8);
 	err = entry_ok(q, vaddr, *entry);
 	if (!err && entry_kind(q, *entry) == E_NORMAL) {
-		uint64_t rc;
+		uint64_t c = (*entry & L2E_OFFSET_MASK) >> q->cluster_bits;
+		uint64_t bi = c / q->rc_per_block, rc;
 
 		/* Cache its refcount block too: a write in place needs the
-		 * refcount, and qcow2_submit only takes it from the cache. */
-		err = rc_get(q, (*entry & L2E_OFFSET_MASK) >> q->cluster_bits,
-			     &rc);
+		 * refcount, and qcow2_submit only takes it from the cache.
+		 * Only a prefetch: a read does not fail on it (the write
+		 * that needs the refcount reports what is wrong). */
+		if (bi < q->rt_entries && !(q->rt[bi] & ENTRY_BAD))
+			(void)rc_get(q, c, &rc);
 	}
 	return err;
 }
@@ -1381,8 +1387,12 @@ static bool reads_zero(struct qcow2 *q, uint64_t v)
 static int qcow2_range(struct qcow2 *q, struct disk_request *req, bool zeroes)
 {
 	uint64_t pos = 0;
+	bool bad;
 
-	if (q->corrupt)
+	pthread_mutex_lock(&q->lock);
+	bad = q->corrupt;
+	pthread_mutex_unlock(&q->lock);
+	if (bad)
 		return -EIO; /* even a discard that would do nothing */
 
 	while (pos < req->len) {
@@ -1946,7 +1956,8 @@ int qcow2_open(struct disk *disk, const struct disk_options *opts,
 	for (uint32_t i = 0; i < q->l1_size; i++) {
 		uint64_t o;
 
-		q->l1[i] = be64toh(q->l1[i]);
+		/* Reserved bits dropped: bit 0 is ENTRY_BAD in memory. */
+		q->l1[i] = be64toh(q->l1[i]) & (L1E_OFFSET_MASK | OFLAG_COPIED);
 		o = q->l1[i] & L1E_OFFSET_MASK;
 		if (o && ((o & (q->cluster_size - 1)) ||
 			  o > file_size - q->cluster_size)) {
